@@ -1,0 +1,138 @@
+"""The catalogue: who serves which model, where, and at what price.
+
+Provider x Model x Region is an Offering. Prices are stored in the provider's billing currency
+per 1M tokens, exactly as the provider publishes them; the platform fee is per model, in EUR.
+"""
+
+from decimal import Decimal
+
+from django.db import models
+from django.utils import timezone
+
+
+class WireFormat(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible"
+    ANTHROPIC = "anthropic", "Anthropic Messages"
+
+
+class Currency(models.TextChoices):
+    EUR = "EUR"
+    USD = "USD"
+    CNY = "CNY"
+
+
+class ProviderStatus(models.TextChoices):
+    OK = "ok"
+    DEGRADED = "degraded"
+    UNAVAILABLE = "unavailable"
+
+
+class AccuracyBand(models.TextChoices):
+    ACCURATE = "accurate"
+    MEDIUM = "medium"
+    GROSS = "gross"
+
+
+class Lifecycle(models.TextChoices):
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"
+
+
+class Provider(models.Model):
+    id = models.SlugField(primary_key=True, max_length=64)
+    name = models.CharField(max_length=120)
+    wire_format = models.CharField(max_length=16, choices=WireFormat, default=WireFormat.OPENAI)
+    base_url = models.URLField(max_length=300, help_text="API root, e.g. https://api.openai.com/v1")
+    # A provider authenticates with either an environment variable (preferred: the secret never
+    # touches the database) or a value stored encrypted. Neither is ever displayed back.
+    credential_env = models.CharField(max_length=100, blank=True)
+    credential_encrypted = models.TextField(blank=True, editable=False)
+    requires_credential = models.BooleanField(
+        default=True, help_text="Off for local servers (demo, vLLM, Ollama) that need no key."
+    )
+    billing_currency = models.CharField(max_length=3, choices=Currency, default=Currency.USD)
+    status = models.CharField(max_length=16, choices=ProviderStatus, default=ProviderStatus.OK)
+    data_handling = models.JSONField(
+        default=dict, blank=True, help_text="retention, training_use, launch_status, notes"
+    )
+    is_demo = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Model(models.Model):
+    id = models.CharField(primary_key=True, max_length=200, help_text="<provider-or-owner>/<model>")
+    display_name = models.CharField(max_length=200)
+    owner = models.CharField(max_length=100)
+    context_window = models.PositiveIntegerField()
+    max_output_tokens = models.PositiveIntegerField()
+    supports_tools = models.BooleanField(default=False)
+    supports_vision = models.BooleanField(default=False)
+    supports_structured_output = models.BooleanField(default=False)
+    supports_streaming = models.BooleanField(default=True)
+    # Active parameters in billions (for MoE models the active, not the total, count).
+    active_params_b = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    params_source = models.CharField(max_length=300, blank=True)
+    params_accuracy = models.CharField(
+        max_length=16, choices=AccuracyBand, default=AccuracyBand.GROSS
+    )
+    params_nominal = models.BooleanField(
+        default=False, help_text="A nominal count declared for a demo model, not a measured one."
+    )
+    platform_fee_per_1m = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal("0"), help_text="EUR per 1M tokens"
+    )
+    lifecycle = models.CharField(max_length=16, choices=Lifecycle, default=Lifecycle.ACTIVE)
+    sunset_at = models.DateTimeField(null=True, blank=True)
+    replacement = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def capabilities(self) -> list[str]:
+        flags = [
+            ("tool_use", self.supports_tools),
+            ("vision", self.supports_vision),
+            ("structured_output", self.supports_structured_output),
+            ("streaming", self.supports_streaming),
+        ]
+        return [name for name, on in flags if on]
+
+    def is_sunset(self, now: "timezone.datetime | None" = None) -> bool:
+        return self.sunset_at is not None and self.sunset_at <= (now or timezone.now())
+
+
+class Offering(models.Model):
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="offerings")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="offerings")
+    region = models.SlugField(max_length=32)
+    upstream_model = models.CharField(max_length=200)
+    # Prices per 1M tokens in the provider's billing currency.
+    prompt_price = models.DecimalField(max_digits=14, decimal_places=6)
+    completion_price = models.DecimalField(max_digits=14, decimal_places=6)
+    cached_prompt_price = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True
+    )
+    enabled = models.BooleanField(default=True, help_text="Operator soft-disable.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_id", "provider_id", "region"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "provider", "region"], name="offering_unique_slot"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} @ {self.provider_id}/{self.region}"

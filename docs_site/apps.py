@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class DocsSiteConfig(AppConfig):
+    name = "docs_site"
