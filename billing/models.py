@@ -85,6 +85,10 @@ class Hold(models.Model):
     )
     key = models.ForeignKey("keys.ApiKey", null=True, on_delete=models.CASCADE)
     amount_micros = models.BigIntegerField()
+    # The key spend periods the hold counts against, so settlement and the orphan reaper
+    # release the same counters the reservation charged.
+    day = models.DateField()
+    month = models.DateField()
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     def __str__(self) -> str:
@@ -144,3 +148,56 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class SpendPeriod(models.TextChoices):
+    DAY = "day"
+    MONTH = "month"
+
+
+class KeySpend(models.Model):
+    """What one key spent (and holds) in one UTC day or calendar month, for its credit limits."""
+
+    key = models.ForeignKey("keys.ApiKey", on_delete=models.CASCADE, related_name="spend")
+    period = models.CharField(max_length=8, choices=SpendPeriod)
+    period_start = models.DateField()
+    spent_micros = models.BigIntegerField(default=0)
+    reserved_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key", "period", "period_start"], name="keyspend_unique_period"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reserved_micros__gte=0), name="keyspend_reserved_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} {self.period} {self.period_start}"
+
+
+class DailyUsage(models.Model):
+    """Per account, UTC day and model: the aggregates the dashboard charts, updated at settlement
+    in the same transaction as the generation record (reproducible from the records)."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage"
+    )
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    energy_wh = models.FloatField(default=0)
+    carbon_g = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "day", "model"], name="dailyusage_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day} {self.model}"

@@ -27,7 +27,8 @@ class ApiKey(models.Model):
     enabled = models.BooleanField(default=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    # The model allowlist, empty = every model (declared last: the name shadows django.db.models in the class body).
+    # Model allowlist, empty = every model. Declared last: the name shadows django.db.models
+    # for the rest of the class body.
     models = JSONField(default=list, blank=True)
 
     class Meta:

@@ -1,0 +1,187 @@
+"""An in-memory, immutable view of the catalogue for the request path.
+
+The gateway never queries the catalogue per request. Each process holds one snapshot and
+reloads it when the catalogue's version (a counter in the shared cache, bumped by every
+catalogue write through ``mark_catalog_changed``) moves; the version is checked at most once per
+``CHECK_INTERVAL`` seconds, so a change is seen by every process within that interval.
+"""
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+
+from catalog import pricing
+from catalog.credentials import resolve_credential
+from catalog.models import Model, Offering, Provider, ProviderStatus
+
+VERSION_CACHE_KEY = "catalog:version"
+CHECK_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class OfferingView:
+    model_id: str
+    provider_id: str
+    provider_name: str
+    region: str
+    upstream_model: str
+    base_url: str
+    wire_format: str
+    credential: str | None
+    currency: str
+    # EUR per 1M tokens, as debited (None while the price cannot be converted to EUR).
+    prompt_eur: Decimal | None
+    completion_eur: Decimal | None
+    cached_prompt_eur: Decimal | None
+    # Why the offering cannot be routed to right now ("" when it can).
+    unavailable_reason: str
+    provider_status: str
+
+    @property
+    def usable(self) -> bool:
+        return not self.unavailable_reason
+
+
+@dataclass(frozen=True)
+class ModelView:
+    id: str
+    display_name: str
+    owner: str
+    context_window: int
+    max_output_tokens: int
+    capabilities: tuple[str, ...]
+    active_params_b: Decimal | None
+    params_accuracy: str
+    params_nominal: bool
+    platform_fee_eur: Decimal
+    lifecycle: str
+    sunset_at: object
+    replacement: str
+    offerings: tuple[OfferingView, ...]
+
+    @property
+    def regions(self) -> list[str]:
+        return sorted({o.region for o in self.offerings})
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    version: int
+    models: dict[str, ModelView] = field(default_factory=dict)
+    providers: dict[str, Provider] = field(default_factory=dict)
+
+    def model(self, model_id: str) -> ModelView | None:
+        return self.models.get(model_id)
+
+
+def _unavailable_reason(provider: Provider, offering: Offering, credential: str | None) -> str:
+    if provider.status == ProviderStatus.UNAVAILABLE:
+        return "provider_disabled"
+    if not offering.enabled:
+        return "offering_disabled"
+    if provider.requires_credential and not credential:
+        return "provider_not_configured"
+    return ""
+
+
+def load_snapshot(version: int = 0) -> CatalogSnapshot:
+    """Read the whole catalogue (three queries) into an immutable snapshot."""
+    providers = {p.id: p for p in Provider.objects.all()}
+    credentials = {pid: resolve_credential(p) for pid, p in providers.items()}
+    rates = pricing.current_rates()
+    by_model: dict[str, list[OfferingView]] = {}
+    for o in Offering.objects.all():
+        provider = providers[o.provider_id]
+        eur = pricing.eur_prices(o, provider.billing_currency, rates)
+        reason = _unavailable_reason(provider, o, credentials[provider.id])
+        if not reason and eur is None:
+            reason = "fx_unavailable"
+        by_model.setdefault(o.model_id, []).append(
+            OfferingView(
+                model_id=o.model_id,
+                provider_id=provider.id,
+                provider_name=provider.name,
+                region=o.region,
+                upstream_model=o.upstream_model,
+                base_url=provider.base_url.rstrip("/"),
+                wire_format=provider.wire_format,
+                credential=credentials[provider.id],
+                currency=provider.billing_currency,
+                prompt_eur=eur.prompt if eur else None,
+                completion_eur=eur.completion if eur else None,
+                cached_prompt_eur=eur.cached_prompt if eur else None,
+                unavailable_reason=reason,
+                provider_status=provider.status,
+            )
+        )
+    models = {}
+    for m in Model.objects.all():
+        models[m.id] = ModelView(
+            id=m.id,
+            display_name=m.display_name,
+            owner=m.owner,
+            context_window=m.context_window,
+            max_output_tokens=m.max_output_tokens,
+            capabilities=tuple(m.capabilities),
+            active_params_b=m.active_params_b,
+            params_accuracy=m.params_accuracy,
+            params_nominal=m.params_nominal,
+            platform_fee_eur=m.platform_fee_per_1m,
+            lifecycle=m.lifecycle,
+            sunset_at=m.sunset_at,
+            replacement=m.replacement,
+            offerings=tuple(by_model.get(m.id, ())),
+        )
+    return CatalogSnapshot(version=version, models=models, providers=providers)
+
+
+def mark_catalog_changed() -> None:
+    """Call after any catalogue write: every process reloads its snapshot within CHECK_INTERVAL."""
+    try:
+        cache.incr(VERSION_CACHE_KEY)
+    except ValueError:
+        cache.set(VERSION_CACHE_KEY, 1, timeout=None)
+    _state.checked_at = 0.0
+
+
+class _State:
+    snapshot: CatalogSnapshot | None = None
+    checked_at: float = 0.0
+
+
+_state = _State()
+
+
+def _current_version() -> int:
+    return int(cache.get(VERSION_CACHE_KEY) or 0)
+
+
+def get_snapshot() -> CatalogSnapshot:
+    """The current snapshot, for synchronous callers (views of the console, commands)."""
+    now = time.monotonic()
+    snap = _state.snapshot
+    if snap is not None and now - _state.checked_at < CHECK_INTERVAL:
+        return snap
+    version = _current_version()
+    _state.checked_at = now
+    if snap is None or snap.version != version:
+        snap = load_snapshot(version)
+        _state.snapshot = snap
+    return snap
+
+
+async def aget_snapshot() -> CatalogSnapshot:
+    """The current snapshot for the event loop: no I/O at all while it is fresh."""
+    snap = _state.snapshot
+    if snap is not None and time.monotonic() - _state.checked_at < CHECK_INTERVAL:
+        return snap
+    return await sync_to_async(get_snapshot, thread_sensitive=False)()
+
+
+def reset_snapshot() -> None:
+    """Forget the snapshot (tests and the catalogue sync use it)."""
+    _state.snapshot = None
+    _state.checked_at = 0.0
