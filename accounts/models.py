@@ -45,3 +45,43 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+
+class BillingProfile(models.Model):
+    """Who the invoices are made out to, and the facts VAT depends on (country, VAT number)."""
+
+    account = models.OneToOneField(User, on_delete=models.CASCADE, related_name="billing_profile")
+    legal_name = models.CharField(max_length=200, blank=True)
+    address = models.TextField(blank=True)
+    # ISO 3166-1 alpha-2, upper case ("FR", "DE", "US"). Greece is "GR" here; VAT numbers use "EL".
+    country = models.CharField(max_length=2, blank=True)
+    vat_number = models.CharField(max_length=32, blank=True)
+    # Set when the VAT number was confirmed by VIES; reverse charge needs a valid number.
+    vat_number_validated_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"billing profile of {self.account_id}"
+
+
+class AuditEntry(models.Model):
+    """Append-only record of who changed what: key edits, operator money actions, re-issues."""
+
+    actor = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_actions"
+    )
+    account = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "-created_at"])]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.target} by {self.actor_id}"
