@@ -27,26 +27,40 @@ def post_entry(
     account: User | int,
     kind: LedgerKind,
     amount_micros: int,
+    release_micros: int = 0,
+    generation_id: str | None = None,
     reference: str = "",
     reason: str = "",
     actor: User | None = None,
 ) -> LedgerEntry:
     """Append one entry and move the balance by ``amount_micros`` (negative = debit).
 
-    A debit never takes the balance below what open holds already promised: the conditional
-    UPDATE only matches when enough unreserved credit is left, so two concurrent debits cannot
-    both pass a check made before either wrote.
+    ``release_micros`` also gives back that much of the wallet's reserved credit (settlement of a
+    hold). A debit never takes the balance below what the other open holds promised: the
+    conditional UPDATE only matches when enough unreserved credit is left, so two concurrent
+    debits cannot both pass a check made before either wrote.
     """
-    wallet = get_wallet(account)
-    updated = Wallet.objects.filter(pk=wallet.pk)
+    account_id = account if isinstance(account, int) else account.pk
+    wallets = Wallet.objects.filter(account_id=account_id)
     if amount_micros < 0:
-        updated = updated.filter(balance_micros__gte=F("reserved_micros") - amount_micros)
-    if updated.update(balance_micros=F("balance_micros") + amount_micros) != 1:
-        raise InsufficientBalance(f"Balance too low for a debit of {-amount_micros} micros.")
+        wallets = wallets.filter(
+            balance_micros__gte=F("reserved_micros") - release_micros - amount_micros
+        )
+    changes = {
+        "balance_micros": F("balance_micros") + amount_micros,
+        "reserved_micros": F("reserved_micros") - release_micros,
+    }
+    if wallets.update(**changes) != 1:
+        if amount_micros < 0 or release_micros:
+            raise InsufficientBalance(f"Balance too low for a debit of {-amount_micros} micros.")
+        # First credit of this account: the wallet does not exist yet.
+        get_wallet(account_id)
+        Wallet.objects.filter(account_id=account_id).update(**changes)
     return LedgerEntry.objects.create(
-        account_id=wallet.account_id,
+        account_id=account_id,
         kind=kind,
         amount_micros=amount_micros,
+        generation_id=generation_id,
         reference=reference,
         reason=reason,
         actor=actor,

@@ -1,11 +1,47 @@
-from collections.abc import Callable
+"""API requests always get the API's error shape, even when something unexpected breaks."""
 
+import logging
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
+
+from routing.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+def _internal_error() -> HttpResponse:
+    return ApiError(
+        500, "internal_error", "The gateway hit an unexpected error; nothing was charged."
+    ).response()
 
 
 class ApiErrorMiddleware:
+    """Turns an unhandled exception under /api/ into a JSON 500 (never a page, never a trace).
+
+    The log line names the exception type and path only: exception messages can quote input.
+    """
+
+    async_capable = True
+    sync_capable = True
+
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if self.is_async:
+            return self._acall(request)
         return self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        return await self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not request.path.startswith("/api/"):
+            return None
+        log.error("unhandled %s on %s", type(exc).__name__, request.path)
+        return _internal_error()

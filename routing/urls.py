@@ -1,1 +1,11 @@
-urlpatterns: list = []
+from django.urls import path, re_path
+
+from routing import views
+
+urlpatterns = [
+    path("chat/completions", views.chat_completions, name="chat-completions"),
+    path("models", views.list_models, name="models"),
+    re_path(r"^models/(?P<model_id>.+)$", views.retrieve_model, name="model-detail"),
+    path("generation/<str:generation_id>", views.generation_detail, name="generation-detail"),
+    re_path(r"^(?P<rest>.*)$", views.api_not_found),
+]

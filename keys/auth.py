@@ -1,0 +1,99 @@
+"""Authenticate a bearer token to a key and its account, in one indexed query."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from keys.models import ApiKey
+from keys.tokens import digest_token, looks_like_token
+
+
+class AuthError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class KeyContext:
+    """What the request path needs to know about the calling key, read once per request."""
+
+    key_id: int
+    key_name: str
+    account_id: int
+    models: tuple[str, ...]
+    region: str
+    daily_credit_limit: Decimal | None
+    monthly_credit_limit: Decimal | None
+    expires_at: datetime | None
+    prefer_low_carbon: bool
+
+    def allows_model(self, model_id: str) -> bool:
+        return not self.models or model_id in self.models
+
+
+def parse_bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthError(
+            "missing_api_key",
+            "No API key provided. Send 'Authorization: Bearer lr-sk-...'.",
+        )
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not looks_like_token(token):
+        raise AuthError(
+            "invalid_api_key",
+            "Malformed API key. Expected 'Authorization: Bearer lr-sk-...'.",
+        )
+    return token
+
+
+def authenticate(authorization: str | None, *, now: datetime | None = None) -> KeyContext:
+    """Resolve the Authorization header to a usable key, or raise AuthError.
+
+    Looked up in the database on every request (one indexed query): an edit or a revocation is
+    therefore effective on the very next request in every process, with nothing to invalidate.
+    """
+    token = parse_bearer(authorization)
+    key = (
+        ApiKey.objects.filter(digest=digest_token(token))
+        .only(
+            "id",
+            "name",
+            "account_id",
+            "models",
+            "region",
+            "daily_credit_limit",
+            "monthly_credit_limit",
+            "expires_at",
+            "prefer_low_carbon",
+            "enabled",
+            "revoked_at",
+            "account__is_active",
+        )
+        .select_related("account")
+        .first()
+    )
+    if key is None or key.revoked_at is not None or not key.account.is_active:
+        raise AuthError("invalid_api_key", "Invalid API key.")
+    if not key.enabled:
+        raise AuthError("key_disabled", f"API key '{key.name}' is disabled.")
+    now = now or timezone.now()
+    if key.expires_at is not None and key.expires_at <= now:
+        raise AuthError(
+            "key_expired", f"API key '{key.name}' expired at {key.expires_at.isoformat()}."
+        )
+    return KeyContext(
+        key_id=key.id,
+        key_name=key.name,
+        account_id=key.account_id,
+        models=tuple(key.models or ()),
+        region=key.region,
+        daily_credit_limit=key.daily_credit_limit,
+        monthly_credit_limit=key.monthly_credit_limit,
+        expires_at=key.expires_at,
+        prefer_low_carbon=key.prefer_low_carbon,
+    )

@@ -1,0 +1,63 @@
+"""The API's error shape: ``{"error": {"type", "code", "message", "param"}}`` with its status."""
+
+import json
+
+from django.http import HttpResponse
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.type = type or _DEFAULT_TYPES.get(status, "api_error")
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {
+            "error": {
+                "type": self.type,
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+            }
+        }
+
+    def response(self, extra_headers: dict[str, str] | None = None) -> HttpResponse:
+        resp = HttpResponse(
+            json.dumps(self.body()), status=self.status, content_type="application/json"
+        )
+        for name, value in {**self.headers, **(extra_headers or {})}.items():
+            resp[name] = value
+        return resp
+
+
+_DEFAULT_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_credits",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limited",
+    500: "api_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "upstream_timeout",
+}
+
+
+def invalid_request(message: str, *, param: str | None = None, code: str = "invalid_request"):
+    return ApiError(400, code, message, param=param)

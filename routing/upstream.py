@@ -1,0 +1,177 @@
+"""Talking to upstream providers over HTTP: one pooled aiohttp session per event loop.
+
+aiohttp rather than httpx on this path: measured on the target machine it cost 3-10x less CPU
+per request and held 64 concurrent streams where httpx.AsyncClient collapsed (encode/httpx#3215).
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from django.conf import settings
+
+from catalog.snapshot import OfferingView
+
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+
+def get_session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=settings.LOWROUTER_UPSTREAM_CONNECT_TIMEOUT,
+                sock_read=settings.LOWROUTER_UPSTREAM_IDLE_TIMEOUT,
+            ),
+            json_serialize=json.dumps,
+            skip_auto_headers=("User-Agent",),
+        )
+        _sessions[loop] = session
+    return session
+
+
+async def close_sessions() -> None:
+    for session in list(_sessions.values()):
+        await session.close()
+    _sessions.clear()
+
+
+class UpstreamFailure(Exception):
+    """An attempt that did not produce a usable response.
+
+    ``retryable`` failures (5xx, connection errors, timeouts, 429) may fail over to another
+    candidate; the others (4xx caused by the request) go back to the caller as they are.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        error: dict | None = None,
+        usage: dict | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind  # http_error | rate_limited | connect_error | timeout | malformed | cut
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.error = error
+        self.usage = usage
+
+    @property
+    def retryable(self) -> bool:
+        if self.kind == "http_error":
+            return self.status is not None and self.status >= 500
+        return self.kind in {"rate_limited", "connect_error", "timeout", "malformed"}
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+async def _failure_from_response(resp: aiohttp.ClientResponse) -> UpstreamFailure:
+    try:
+        body = json.loads(await resp.read())
+    except (TimeoutError, ValueError, aiohttp.ClientError):
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    usage = body.get("usage") if isinstance(body, dict) else None
+    detail = error.get("message") if isinstance(error, dict) else None
+    if resp.status == 429:
+        return UpstreamFailure(
+            "rate_limited",
+            "The upstream provider is rate limiting requests.",
+            status=429,
+            retry_after=_retry_after(resp.headers.get("Retry-After")),
+            error=error if isinstance(error, dict) else None,
+        )
+    return UpstreamFailure(
+        "http_error",
+        str(detail or f"The upstream provider answered HTTP {resp.status}."),
+        status=resp.status,
+        error=error if isinstance(error, dict) else None,
+        usage=usage if isinstance(usage, dict) else None,
+    )
+
+
+async def post_json(offering: OfferingView, path: str, payload: dict) -> aiohttp.ClientResponse:
+    """POST to the upstream and return the response once its headers arrived with a 2xx.
+
+    Raises UpstreamFailure for error statuses, connection errors and a first byte that takes
+    longer than LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT.
+    """
+    headers = {"Content-Type": "application/json"}
+    if offering.credential:
+        headers["Authorization"] = f"Bearer {offering.credential}"
+    try:
+        async with asyncio.timeout(settings.LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT):
+            resp = await get_session().post(
+                offering.base_url + path, data=json.dumps(payload), headers=headers
+            )
+    except TimeoutError as exc:
+        raise UpstreamFailure("timeout", "The upstream provider did not answer in time.") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailure("connect_error", "Could not reach the upstream provider.") from exc
+    if resp.status >= 400:
+        try:
+            failure = await _failure_from_response(resp)
+        finally:
+            resp.release()
+        raise failure
+    return resp
+
+
+async def read_json(resp: aiohttp.ClientResponse) -> dict:
+    try:
+        body = await resp.read()
+    except TimeoutError as exc:
+        raise UpstreamFailure("timeout", "The upstream provider stopped responding.") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailure("cut", "The upstream connection broke mid-response.") from exc
+    finally:
+        resp.release()
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise UpstreamFailure("malformed", "The upstream provider sent invalid JSON.") from exc
+    if not isinstance(data, dict):
+        raise UpstreamFailure("malformed", "The upstream provider sent an unexpected body.")
+    return data
+
+
+@dataclass
+class SseEvent:
+    data: str
+
+
+async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
+    """Yield the ``data:`` payloads of a Server-Sent Events body as they arrive."""
+    buffer: list[str] = []
+    try:
+        async for raw in resp.content:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if not line:
+                if buffer:
+                    yield SseEvent("\n".join(buffer))
+                    buffer = []
+                continue
+            if line.startswith("data:"):
+                buffer.append(line[5:].lstrip(" "))
+            # Comments (":") and other fields (event:, id:) carry nothing we relay.
+        if buffer:
+            yield SseEvent("\n".join(buffer))
+    except TimeoutError as exc:
+        raise UpstreamFailure("timeout", "The upstream stream stalled.") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailure("cut", "The upstream stream was cut mid-way.") from exc

@@ -1,0 +1,164 @@
+"""The OpenAI-compatible API views: thin adapters from HTTP to the gateway functions."""
+
+import json
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from billing.models import Generation
+from billing.money import format_credits, micros_to_credits
+from billing.spending import balance_of
+from catalog.presenters import model_to_api
+from catalog.snapshot import get_snapshot
+from keys.auth import AuthError, KeyContext, authenticate
+from routing import gateway
+from routing.errors import ApiError
+from routing.validation import body_too_large
+
+
+def _method_not_allowed(allowed: str) -> HttpResponse:
+    return ApiError(
+        405, "method_not_allowed", f"Use {allowed} on this endpoint.", type="invalid_request_error"
+    ).response({"Allow": allowed})
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    limit = settings.LOWROUTER_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    try:
+        if declared > limit:
+            raise RequestDataTooBig
+        raw = request.body
+    except RequestDataTooBig:
+        return body_too_large(limit).response({"X-Request-ID": request_id})
+    return await gateway.chat_completion(
+        authorization=request.headers.get("Authorization"), raw_body=raw, request_id=request_id
+    )
+
+
+def _optional_key(request: HttpRequest) -> KeyContext | None:
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    try:
+        return authenticate(header)
+    except AuthError as exc:
+        raise ApiError(401, exc.code, exc.message) from exc
+
+
+def _required_key(request: HttpRequest) -> KeyContext:
+    try:
+        return authenticate(request.headers.get("Authorization"))
+    except AuthError as exc:
+        raise ApiError(401, exc.code, exc.message) from exc
+
+
+def _json(data: dict, key: KeyContext | None, status: int = 200) -> JsonResponse:
+    resp = JsonResponse(data, status=status)
+    if key is not None:
+        resp["X-Credit-Balance"] = format_credits(balance_of(key.account_id))
+    return resp
+
+
+def list_models(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET, HEAD")
+    try:
+        key = _optional_key(request)
+    except ApiError as err:
+        return err.response()
+    snapshot = get_snapshot()
+    models = [
+        model_to_api(m) for m in snapshot.models.values() if key is None or key.allows_model(m.id)
+    ]
+    return _json({"object": "list", "data": models}, key)
+
+
+def retrieve_model(request: HttpRequest, model_id: str) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET, HEAD")
+    try:
+        key = _optional_key(request)
+    except ApiError as err:
+        return err.response()
+    model = get_snapshot().model(model_id)
+    if model is None or (key is not None and not key.allows_model(model.id)):
+        return ApiError(
+            404, "model_not_found", f"The model '{model_id}' does not exist.", param="model"
+        ).response()
+    return _json(model_to_api(model), key)
+
+
+def generation_to_api(gen: Generation) -> dict:
+    eco = None
+    if gen.methodology_version:
+        eco = {
+            "energy_wh": gen.energy_wh,
+            "carbon_g": gen.carbon_g,
+            "carbon_per_1k_tokens_g": gen.carbon_per_1k_tokens_g,
+            "accuracy": gen.eco_accuracy,
+            "methodology_version": gen.methodology_version,
+            "inputs": gen.eco_inputs,
+        }
+    price = {
+        "prompt": gen.prompt_price_eur,
+        "completion": gen.completion_price_eur,
+        "cached_prompt": gen.cached_prompt_price_eur,
+        "platform_fee": gen.platform_fee_eur,
+    }
+    return {
+        "generation_id": gen.id,
+        "created_at": gen.created_at.isoformat(),
+        "completed_at": gen.completed_at.isoformat() if gen.completed_at else None,
+        "key_id": gen.key_id,
+        "requested_model": gen.requested_model,
+        "resolved_model": gen.resolved_model,
+        "provider": gen.provider,
+        "region": gen.region,
+        "stream": gen.stream,
+        "prompt_tokens": gen.prompt_tokens,
+        "completion_tokens": gen.completion_tokens,
+        "cached_prompt_tokens": gen.cached_prompt_tokens,
+        "total_tokens": gen.total_tokens,
+        "latency_ms": gen.latency_ms,
+        "cost_credits": str(micros_to_credits(gen.cost_micros)),
+        "unbilled_credits": str(micros_to_credits(gen.unbilled_micros)),
+        "prices_eur_per_1m": {k: str(v) if v is not None else None for k, v in price.items()},
+        "status": gen.status,
+        "error_code": gen.error_code or None,
+        "eco": eco,
+        "routing_trace": gen.routing_trace,
+    }
+
+
+def generation_detail(request: HttpRequest, generation_id: str) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET, HEAD")
+    try:
+        key = _required_key(request)
+    except ApiError as err:
+        return err.response()
+    gen = Generation.objects.filter(pk=generation_id[:40], account_id=key.account_id).first()
+    if gen is None:
+        return ApiError(
+            404, "generation_not_found", f"No generation '{generation_id[:40]}' on this account."
+        ).response({"X-Credit-Balance": format_credits(balance_of(key.account_id))})
+    return _json(generation_to_api(gen), key)
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    return ApiError(
+        404, "not_found", f"No API endpoint at {request.path!r}.", type="not_found_error"
+    ).response()
+
+
+__all__ = ["chat_completions", "list_models", "retrieve_model", "generation_detail", "json"]

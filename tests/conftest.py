@@ -1,0 +1,210 @@
+"""Shared fixtures: a live gateway served by uvicorn, the fake upstream, funded accounts, keys.
+
+The gateway runs in this process (a uvicorn thread) so it shares the test database and the
+local-memory cache on the embedded default; tests that use it need committed data, hence the
+``transactional_db`` fixtures.
+"""
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+import uvicorn
+from django.db import connection
+
+from accounts.models import User
+from billing.accounts import create_account
+from catalog.models import Currency, Model, Offering, Provider
+from catalog.snapshot import mark_catalog_changed, reset_snapshot
+from keys.actions import create_key
+from keys.models import ApiKey
+from routing.demo_upstream import DemoConfig, DemoUpstream
+
+ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
+ON_REDIS = bool(os.environ.get("REDIS_URL"))
+needs_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL (PostgreSQL)")
+needs_redis = pytest.mark.skipif(not ON_REDIS, reason="needs REDIS_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveGateway:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            "lowrouter.asgi:application",
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api/v1"
+
+    def start(self) -> "LiveGateway":
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _drop_other_connections() -> None:
+    """Server worker threads keep their own connections; PostgreSQL refuses to drop the test
+    database while they exist, so end them once the server is gone."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
+@pytest.fixture(scope="session")
+def gateway(django_db_setup, django_db_blocker) -> Iterator[LiveGateway]:
+    live = LiveGateway().start()
+    yield live
+    live.stop()
+    with django_db_blocker.unblock():
+        _drop_other_connections()
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[DemoUpstream]:
+    with DemoUpstream(DemoConfig()) as server:
+        yield server
+
+
+@pytest.fixture
+def upstream(upstream_server: DemoUpstream) -> Iterator[DemoUpstream]:
+    """The fake upstream, reset to a well-behaved configuration for each test."""
+    upstream_server.config.__dict__.update(DemoConfig().__dict__)
+    upstream_server.records.clear()
+    yield upstream_server
+    upstream_server.config.__dict__.update(DemoConfig().__dict__)
+
+
+def add_provider(
+    provider_id: str,
+    base_url: str,
+    *,
+    currency: str = Currency.EUR,
+    requires_credential: bool = False,
+) -> Provider:
+    provider, _ = Provider.objects.update_or_create(
+        id=provider_id,
+        defaults={
+            "name": provider_id.title(),
+            "base_url": base_url,
+            "billing_currency": currency,
+            "requires_credential": requires_credential,
+        },
+    )
+    return provider
+
+
+def add_model(
+    model_id: str,
+    *,
+    active_params_b: Decimal | None = Decimal("3"),
+    max_output_tokens: int = 1000,
+    platform_fee: Decimal = Decimal("0.50"),
+    **fields: object,
+) -> Model:
+    model, _ = Model.objects.update_or_create(
+        id=model_id,
+        defaults={
+            "display_name": model_id,
+            "owner": model_id.split("/")[0],
+            "context_window": 8192,
+            "max_output_tokens": max_output_tokens,
+            "active_params_b": active_params_b,
+            "platform_fee_per_1m": platform_fee,
+            "supports_tools": True,
+            **fields,
+        },
+    )
+    return model
+
+
+def add_offering(
+    model: Model,
+    provider: Provider,
+    *,
+    region: str = "local",
+    prompt: Decimal = Decimal("1.00"),
+    completion: Decimal = Decimal("2.00"),
+    cached: Decimal | None = Decimal("0.25"),
+    upstream_model: str = "demo-echo",
+) -> Offering:
+    offering, _ = Offering.objects.update_or_create(
+        model=model,
+        provider=provider,
+        region=region,
+        defaults={
+            "upstream_model": upstream_model,
+            "prompt_price": prompt,
+            "completion_price": completion,
+            "cached_prompt_price": cached,
+        },
+    )
+    return offering
+
+
+@dataclass
+class Catalogue:
+    provider: Provider
+    model: Model
+    offering: Offering
+
+
+@pytest.fixture
+def catalogue(transactional_db, upstream: DemoUpstream) -> Iterator[Catalogue]:
+    """One EUR-priced model served by the fake upstream in region `local`."""
+    provider = add_provider("demo", upstream.base_url)
+    model = add_model("demo/echo-small")
+    offering = add_offering(model, provider)
+    mark_catalog_changed()
+    yield Catalogue(provider, model, offering)
+    reset_snapshot()
+
+
+@dataclass
+class Funded:
+    user: User
+    key: ApiKey
+    token: str
+
+
+def make_funded(
+    email: str = "dev@example.com", credits: Decimal = Decimal("100"), **key_policy: object
+) -> Funded:
+    user = create_account(email=email, credits=credits, verified=True)
+    key, token = create_key(account=user, name=key_policy.pop("name", "test-key"), **key_policy)
+    return Funded(user, key, token)
+
+
+@pytest.fixture
+def funded(transactional_db) -> Funded:
+    return make_funded()
