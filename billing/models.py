@@ -201,3 +201,243 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.day} {self.model}"
+
+
+# --- Money in: top-ups, VAT, invoices, refunds, campaigns ---------------------------------
+# Amounts paid in EUR are integer cents (Stripe's unit). 1 credit = 1 cent, so the net credit
+# amount of a top-up in cents is also its number of credits.
+
+
+class VatRate(models.Model):
+    """A member state's standard VAT rate from a date on. A rate change is a new row, never an
+    edit, so invoices issued before the change can still be explained."""
+
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 (GR for Greece).")
+    rate = models.DecimalField(max_digits=5, decimal_places=2, help_text="Percent, e.g. 20.00.")
+    valid_from = models.DateField()
+
+    class Meta:
+        ordering = ["country", "-valid_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["country", "valid_from"], name="vatrate_unique_date")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country} {self.rate}% from {self.valid_from}"
+
+
+class VatTreatment(models.TextChoices):
+    DOMESTIC = "domestic", "French VAT"
+    EU_CONSUMER = "eu_consumer", "VAT of the customer's member state"
+    REVERSE_CHARGE = "reverse_charge", "Reverse charge"
+    OUTSIDE_EU = "outside_eu", "Outside the EU, no VAT"
+
+
+class TopUpStatus(models.TextChoices):
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+
+
+class TopUp(models.Model):
+    """One checkout: the quote the buyer accepted and what Stripe later confirmed."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="topups"
+    )
+    status = models.CharField(max_length=10, choices=TopUpStatus, default=TopUpStatus.PENDING)
+    credits_cents = models.PositiveIntegerField(help_text="Net credit amount (= credits).")
+    fee_cents = models.PositiveIntegerField()
+    vat_rate = models.DecimalField(max_digits=5, decimal_places=2)
+    vat_cents = models.PositiveIntegerField()
+    gross_cents = models.PositiveIntegerField()
+    vat_treatment = models.CharField(max_length=20, choices=VatTreatment)
+    # The buyer block at quote time: what the VAT decision and the invoice are based on.
+    buyer = models.JSONField(default=dict, blank=True)
+    stripe_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    refunded_credits_cents = models.PositiveIntegerField(default=0)
+    refunded_gross_cents = models.PositiveIntegerField(default=0)
+    ledger_entry = models.OneToOneField(
+        "LedgerEntry", null=True, blank=True, on_delete=models.PROTECT, related_name="topup"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"top-up {self.pk} ({self.status})"
+
+    @property
+    def net_cents(self) -> int:
+        return self.credits_cents + self.fee_cents
+
+
+class StripeEventStatus(models.TextChoices):
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class StripeEvent(models.Model):
+    """Every webhook event, stored once by Stripe's id, with what we did about it."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=10, choices=StripeEventStatus, default=StripeEventStatus.RECEIVED
+    )
+    payload = models.JSONField()
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type} ({self.status})"
+
+
+class InvoiceCounter(models.Model):
+    """The last number used in an invoice series; locked while a number is taken, so numbers
+    are sequential and gap-free (the number is taken in the transaction that issues)."""
+
+    series = models.CharField(max_length=20, unique=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.series}: {self.last_number}"
+
+
+class Invoice(models.Model):
+    """Immutable once issued. A correction is a new invoice that ``replaces`` this one."""
+
+    number = models.CharField(max_length=32, unique=True)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="invoices"
+    )
+    topup = models.ForeignKey(TopUp, on_delete=models.PROTECT, related_name="invoices")
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
+    )
+    issued_at = models.DateTimeField(default=timezone.now)
+    seller = models.JSONField()
+    buyer = models.JSONField()
+    lines = models.JSONField(help_text="[{description, amount_cents}], net amounts.")
+    net_cents = models.PositiveIntegerField()
+    vat_rate = models.DecimalField(max_digits=5, decimal_places=2)
+    vat_cents = models.PositiveIntegerField()
+    gross_cents = models.PositiveIntegerField()
+    vat_treatment = models.CharField(max_length=20, choices=VatTreatment)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        constraints = [
+            # One original invoice per top-up; re-issues hang off it through ``replaces``.
+            models.UniqueConstraint(
+                fields=["topup"],
+                condition=models.Q(replaces__isnull=True),
+                name="invoice_one_original_per_topup",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def reverse_charge(self) -> bool:
+        return self.vat_treatment == VatTreatment.REVERSE_CHARGE
+
+
+class Refund(models.Model):
+    """Money sent back for a top-up, and the credits taken out of the wallet for it."""
+
+    topup = models.ForeignKey(TopUp, on_delete=models.PROTECT, related_name="refunds")
+    credits_cents = models.PositiveIntegerField()
+    gross_cents = models.PositiveIntegerField(help_text="What the buyer gets back, VAT included.")
+    stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    ledger_entry = models.OneToOneField(
+        "LedgerEntry", on_delete=models.PROTECT, related_name="refund"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"refund {self.gross_cents} on top-up {self.topup_id}"
+
+
+class CampaignEligibility(models.TextChoices):
+    ANY_ACCOUNT = "any", "Any account"
+    NEW_ACCOUNTS = "new_accounts", "Accounts created after the campaign started"
+
+
+class Campaign(models.Model):
+    """Operator-run onboarding credit. Nothing is granted unless an operator creates one."""
+
+    name = models.CharField(max_length=200)
+    credit_micros = models.BigIntegerField()
+    eligibility = models.CharField(
+        max_length=20, choices=CampaignEligibility, default=CampaignEligibility.ANY_ACCOUNT
+    )
+    starts_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField()
+    max_redemptions = models.PositiveIntegerField()
+    redemptions_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(redemptions_count__lte=models.F("max_redemptions")),
+                name="campaign_within_cap",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(credit_micros__gt=0), name="campaign_credit_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ActivationCode(models.Model):
+    """A single-use code belonging to one campaign."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="codes")
+    code = models.CharField(max_length=32, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Redemption(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="redemptions")
+    code = models.OneToOneField(ActivationCode, on_delete=models.PROTECT, related_name="redemption")
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="redemptions"
+    )
+    ledger_entry = models.OneToOneField(
+        "LedgerEntry", on_delete=models.PROTECT, related_name="redemption"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # A user gets a campaign's credit once, whichever of its codes they hold.
+            models.UniqueConstraint(fields=["campaign", "account"], name="redemption_once_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code_id} by {self.account_id}"

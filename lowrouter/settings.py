@@ -189,3 +189,32 @@ LOWROUTER_UPSTREAM_IDLE_TIMEOUT = env.float("LOWROUTER_UPSTREAM_IDLE_TIMEOUT", d
 LOWROUTER_CATALOGUE_FILE = env.str(
     "LOWROUTER_CATALOGUE_FILE", default=str(BASE_DIR / "catalog" / "default_catalogue.yaml")
 )
+
+# --- Money in: Stripe top-ups, VAT, invoices (billing/checkout.py, webhooks.py, vat.py) -----
+from decimal import Decimal as _decimal  # noqa: E402  (kept inside this block on purpose)
+
+# Test-mode or live secret key; empty disables top-ups (the page says so instead of failing).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+# Signing secret of the webhook endpoint (whsec_...), used to verify Stripe-Signature.
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Stripe's API address; tests point it at a fake Stripe server on 127.0.0.1.
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+# Bounds of one top-up in EUR of credits (net, VAT and fee excluded). Stripe's own minimum
+# charge in EUR is 0.50, so the minimum can never go below it.
+LOWROUTER_TOPUP_MIN_EUR = _decimal(env.str("LOWROUTER_TOPUP_MIN_EUR", default="5"))
+LOWROUTER_TOPUP_MAX_EUR = _decimal(env.str("LOWROUTER_TOPUP_MAX_EUR", default="1000"))
+if not (_decimal("0.50") <= LOWROUTER_TOPUP_MIN_EUR <= LOWROUTER_TOPUP_MAX_EUR):
+    raise ImproperlyConfigured("Need 0.50 <= LOWROUTER_TOPUP_MIN_EUR <= LOWROUTER_TOPUP_MAX_EUR.")
+# Flat payment-processing and platform fee added to every top-up, EUR, before VAT.
+LOWROUTER_TOPUP_FEE_EUR = _decimal(env.str("LOWROUTER_TOPUP_FEE_EUR", default="0.80"))
+# Days after a top-up during which unspent paid credit of it can be refunded (EU cooling-off).
+LOWROUTER_REFUND_WINDOW_DAYS = env.int("LOWROUTER_REFUND_WINDOW_DAYS", default=14)
+# VIES client (dotted path to a class with check(*, country, number) -> bool).
+LOWROUTER_VIES_CHECKER = env.str("LOWROUTER_VIES_CHECKER", default="billing.vat.ViesRestChecker")
+# The seller block printed on every invoice.
+LOWROUTER_SELLER = {
+    "legal_name": env.str("LOWROUTER_SELLER_NAME", default="Carbonifer SAS"),
+    "address": env.str("LOWROUTER_SELLER_ADDRESS", default="Paris, France"),
+    "country": "FR",
+    "vat_number": env.str("LOWROUTER_SELLER_VAT_NUMBER", default=""),
+}

@@ -1,0 +1,200 @@
+"""Operator money actions: refunds of top-ups through Stripe, and balance adjustments.
+
+Spend order: promotional credit (activation codes, promo grants, positive adjustments) is
+spent first, paid credit last. So the paid credit still unspent is the smaller of what was
+paid in (top-ups minus refunds) and the spendable balance, and only that can be refunded:
+promotional credit is never turned into money.
+
+A top-up can be refunded within LOWROUTER_REFUND_WINDOW_DAYS (14, the EU cooling-off period)
+of its payment. A full refund of a whole top-up returns everything paid (fee and VAT
+included); a partial refund returns the credits refunded plus their VAT, and the flat fee is
+kept.
+"""
+
+from datetime import timedelta
+
+import stripe
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.audit import record_audit
+from accounts.models import User
+from billing.checkout import get_stripe_client
+from billing.ledger import get_wallet, post_entry
+from billing.models import LedgerEntry, LedgerKind, Refund, TopUp, TopUpStatus, Wallet
+from billing.money import MICROS_PER_CREDIT
+from billing.vat import compute_vat_cents
+
+
+class RefundError(Exception):
+    """A refund the rules do not allow; the message says which rule."""
+
+
+def get_unspent_paid_micros(account_id: int) -> int:
+    """Paid credit not yet spent, with promotional credit spent first (see module doc)."""
+    paid = LedgerEntry.objects.filter(
+        account_id=account_id, kind__in=[LedgerKind.TOPUP, LedgerKind.REFUND]
+    ).aggregate(s=Sum("amount_micros"))["s"]
+    wallet = get_wallet(account_id)
+    spendable = wallet.balance_micros - wallet.reserved_micros
+    return max(0, min(int(paid or 0), spendable))
+
+
+def get_refundable_cents(topup: TopUp) -> int:
+    """The most credits (cents) of this top-up an operator may refund now."""
+    if topup.status not in (TopUpStatus.PAID, TopUpStatus.REFUNDED) or topup.paid_at is None:
+        return 0
+    window = timedelta(days=settings.LOWROUTER_REFUND_WINDOW_DAYS)
+    if timezone.now() - topup.paid_at > window:
+        return 0
+    remaining = topup.credits_cents - topup.refunded_credits_cents
+    return min(remaining, get_unspent_paid_micros(topup.account_id) // MICROS_PER_CREDIT)
+
+
+def compute_refund_gross_cents(topup: TopUp, credits_cents: int) -> int:
+    if credits_cents == topup.credits_cents and topup.refunded_gross_cents == 0:
+        return topup.gross_cents
+    return credits_cents + compute_vat_cents(credits_cents, topup.vat_rate)
+
+
+@transaction.atomic
+def refund_topup(*, topup: TopUp, credits_cents: int, actor: User, reason: str) -> Refund:
+    """Refund ``credits_cents`` credits of a paid top-up through Stripe and take them out of
+    the wallet. The top-up and wallet rows stay locked until commit, so two operators (or a
+    refund and the charge.refunded webhook) cannot both count the same unspent credit."""
+    topup = TopUp.objects.select_for_update().get(pk=topup.pk)
+    Wallet.objects.select_for_update().filter(account_id=topup.account_id).first()
+    if credits_cents <= 0:
+        raise RefundError("Refund at least one credit.")
+    if not topup.stripe_payment_intent_id:
+        raise RefundError("This top-up has no Stripe payment to refund.")
+    refundable = get_refundable_cents(topup)
+    if credits_cents > refundable:
+        raise RefundError(
+            f"At most {refundable} credits of this top-up are refundable (unspent paid credit, "
+            f"within {settings.LOWROUTER_REFUND_WINDOW_DAYS} days of payment)."
+        )
+    gross_cents = compute_refund_gross_cents(topup, credits_cents)
+    entry = post_entry(
+        account=topup.account_id,
+        kind=LedgerKind.REFUND,
+        amount_micros=-credits_cents * MICROS_PER_CREDIT,
+        reference=f"topup:{topup.pk}",
+        reason=reason,
+        actor=actor,
+    )
+    try:
+        # The key names the refund by how much was refunded before it, so a retry after a
+        # crash between Stripe and our commit cannot refund twice.
+        stripe_refund = get_stripe_client().v1.refunds.create(
+            params={
+                "payment_intent": topup.stripe_payment_intent_id,
+                "amount": gross_cents,
+                "metadata": {"topup_id": str(topup.pk)},
+            },
+            options={"idempotency_key": f"refund-{topup.pk}-{topup.refunded_gross_cents}"},
+        )
+    except stripe.StripeError as exc:
+        raise RefundError(f"Stripe refused the refund: {exc.user_message or exc}") from exc
+    refund = Refund.objects.create(
+        topup=topup,
+        credits_cents=credits_cents,
+        gross_cents=gross_cents,
+        stripe_refund_id=stripe_refund.id,
+        ledger_entry=entry,
+        actor=actor,
+        reason=reason,
+    )
+    _add_refunded(topup, credits_cents, gross_cents)
+    record_audit(
+        actor=actor,
+        account=topup.account_id,
+        action="topup.refund",
+        target=f"topup:{topup.pk}",
+        changes={"credits": credits_cents, "gross_cents": gross_cents, "reason": reason},
+    )
+    return refund
+
+
+def _add_refunded(topup: TopUp, credits_cents: int, gross_cents: int) -> None:
+    topup.refunded_credits_cents += credits_cents
+    topup.refunded_gross_cents += gross_cents
+    if topup.refunded_credits_cents >= topup.credits_cents:
+        topup.status = TopUpStatus.REFUNDED
+    topup.save(update_fields=["refunded_credits_cents", "refunded_gross_cents", "status"])
+
+
+@transaction.atomic
+def record_external_refund(*, topup: TopUp, amount_refunded_cents: int) -> bool:
+    """Apply a refund made outside our admin (Stripe Dashboard), from ``charge.refunded``.
+
+    ``amount_refunded_cents`` is Stripe's running total for the charge; what our own refunds
+    already account for is skipped, so redelivery and our own refunds' events are no-ops.
+    The credits taken out are capped at the spendable balance: the money is already gone.
+    """
+    topup = TopUp.objects.select_for_update().get(pk=topup.pk)
+    untracked = amount_refunded_cents - topup.refunded_gross_cents
+    if untracked <= 0:
+        return False
+    remaining = topup.credits_cents - topup.refunded_credits_cents
+    if amount_refunded_cents >= topup.gross_cents:
+        credits_cents = remaining
+    else:  # the credits whose price plus VAT makes up the refunded amount
+        credits_cents = min(remaining, int(untracked * 100 / (100 + topup.vat_rate)))
+    wallet = Wallet.objects.select_for_update().get(account_id=topup.account_id)
+    debit = min(credits_cents * MICROS_PER_CREDIT, wallet.balance_micros - wallet.reserved_micros)
+    if debit > 0:
+        entry = post_entry(
+            account=topup.account_id,
+            kind=LedgerKind.REFUND,
+            amount_micros=-debit,
+            reference=f"topup:{topup.pk}",
+            reason="Refund made in Stripe",
+        )
+        Refund.objects.create(
+            topup=topup,
+            credits_cents=credits_cents,
+            gross_cents=untracked,
+            ledger_entry=entry,
+            reason="Refund made in Stripe",
+        )
+    _add_refunded(topup, credits_cents, untracked)
+    record_audit(
+        actor=None,
+        account=topup.account_id,
+        action="topup.refund.external",
+        target=f"topup:{topup.pk}",
+        changes={"gross_cents": untracked, "credits": credits_cents, "debited_micros": debit},
+    )
+    return True
+
+
+@transaction.atomic
+def adjust_balance(
+    *,
+    account: User | int,
+    amount_micros: int,
+    reason: str,
+    actor: User,
+    kind: LedgerKind = LedgerKind.ADJUSTMENT,
+) -> LedgerEntry:
+    """An operator's correction (or promotional grant) with its reason, audited."""
+    if kind not in (LedgerKind.ADJUSTMENT, LedgerKind.PROMO_GRANT):
+        raise ValueError(f"Operators adjust with adjustment or promo_grant, not {kind}.")
+    if not reason.strip():
+        raise ValueError("An adjustment needs a reason.")
+    if kind == LedgerKind.PROMO_GRANT and amount_micros <= 0:
+        raise ValueError("A promotional grant adds credit.")
+    entry = post_entry(
+        account=account, kind=kind, amount_micros=amount_micros, reason=reason, actor=actor
+    )
+    record_audit(
+        actor=actor,
+        account=entry.account_id,
+        action=f"ledger.{kind}",
+        target=f"ledger:{entry.pk}",
+        changes={"amount_micros": amount_micros, "reason": reason},
+    )
+    return entry

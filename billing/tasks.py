@@ -1,0 +1,24 @@
+"""Celery tasks of the money-in side: thin wrappers that load by id and call a function."""
+
+from celery import shared_task
+from django.core.mail import EmailMessage
+
+from billing.invoices import format_eur, mark_emailed, render_invoice_pdf
+from billing.models import Invoice
+
+
+@shared_task
+def send_invoice_email(invoice_id: int) -> None:
+    invoice = Invoice.objects.select_related("account", "replaces").get(pk=invoice_id)
+    body = (
+        f"Thank you for your top-up. Invoice {invoice.number} for {format_eur(invoice.gross_cents)}"
+        " is attached."
+    )
+    if invoice.replaces_id:
+        body += f" It replaces invoice {invoice.replaces.number}."
+    message = EmailMessage(
+        subject=f"LowRouter invoice {invoice.number}", body=body, to=[invoice.account.email]
+    )
+    message.attach(f"{invoice.number}.pdf", render_invoice_pdf(invoice), "application/pdf")
+    message.send()
+    mark_emailed(invoice.pk)

@@ -1,0 +1,131 @@
+"""Pages for adding credits, invoices and activation codes, and the Stripe webhook."""
+
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from billing.campaigns import RedeemError, redeem_code
+from billing.checkout import TopUpError, is_verified, quote_topup, start_checkout
+from billing.invoices import format_eur, render_invoice_pdf
+from billing.models import Invoice, StripeEventStatus
+from billing.money import format_credits
+from billing.webhooks import BadSignature, process_event, verify_event
+
+
+def _parse_amount(raw: str) -> Decimal:
+    try:
+        return Decimal(raw.strip().replace(",", "."))
+    except InvalidOperation as exc:
+        raise TopUpError("Enter an amount in euros, e.g. 20 or 12.50.") from exc
+
+
+def _limits() -> dict[str, object]:
+    return {
+        "min_eur": settings.LOWROUTER_TOPUP_MIN_EUR,
+        "max_eur": settings.LOWROUTER_TOPUP_MAX_EUR,
+        "fee_eur": settings.LOWROUTER_TOPUP_FEE_EUR,
+    }
+
+
+@login_required
+def topup(request: HttpRequest) -> HttpResponse:
+    """GET: the amount form. POST: the all-in quote to confirm before paying."""
+    context: dict[str, object] = {**_limits(), "verified": is_verified(request.user)}
+    if request.method == "POST":
+        amount = request.POST.get("amount", "")
+        context["amount"] = amount
+        try:
+            quote = quote_topup(account=request.user, credits_eur=_parse_amount(amount))
+        except TopUpError as exc:
+            context["error"] = str(exc)
+            return render(request, "billing/topup.html", context, status=400)
+        rows = [
+            (f"Credits ({quote.credits_cents})", format_eur(quote.credits_cents)),
+            ("Payment and platform fee", format_eur(quote.fee_cents)),
+            ("Net", format_eur(quote.net_cents)),
+            (f"VAT {quote.vat_rate}% ({quote.vat.treatment.label})", format_eur(quote.vat_cents)),
+        ]
+        context.update(
+            quote=quote,
+            amount=_parse_amount(amount),
+            rows=rows,
+            gross=format_eur(quote.gross_cents),
+        )
+        return render(request, "billing/topup_confirm.html", context)
+    return render(request, "billing/topup.html", context)
+
+
+@login_required
+@require_POST
+def topup_confirm(request: HttpRequest) -> HttpResponse:
+    success = request.build_absolute_uri(reverse("billing:topup_done"))
+    cancel = request.build_absolute_uri(reverse("billing:topup"))
+    try:
+        _, url = start_checkout(
+            account=request.user,
+            credits_eur=_parse_amount(request.POST.get("amount", "")),
+            success_url=success + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=cancel,
+        )
+    except TopUpError as exc:
+        context = {**_limits(), "error": str(exc), "verified": is_verified(request.user)}
+        return render(request, "billing/topup.html", context, status=400)
+    return redirect(url)
+
+
+@login_required
+def topup_done(request: HttpRequest) -> HttpResponse:
+    return render(request, "billing/topup_done.html")
+
+
+@login_required
+def invoice_list(request: HttpRequest) -> HttpResponse:
+    invoices = list(Invoice.objects.filter(account=request.user).select_related("replaces"))
+    for invoice in invoices:
+        invoice.gross_display = format_eur(invoice.gross_cents)
+    return render(request, "billing/invoices.html", {"invoices": invoices})
+
+
+@login_required
+def invoice_pdf(request: HttpRequest, number: str) -> HttpResponse:
+    # Someone else's invoice is a 404, not a 403: its existence is not disclosed.
+    invoice = Invoice.objects.filter(account=request.user, number=number).first()
+    if invoice is None:
+        raise Http404("No such invoice.")
+    response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{invoice.number}.pdf"'
+    return response
+
+
+@login_required
+def redeem(request: HttpRequest) -> HttpResponse:
+    context: dict[str, object] = {}
+    if request.method == "POST":
+        try:
+            entry = redeem_code(user=request.user, code=request.POST.get("code", ""))
+        except RedeemError as exc:
+            context.update(error=str(exc), code=request.POST.get("code", ""))
+            return render(request, "billing/redeem.html", context, status=400)
+        context["granted"] = format_credits(entry.amount_micros)
+    return render(request, "billing/redeem.html", context)
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    try:
+        event = verify_event(
+            payload=request.body, signature=request.headers.get("Stripe-Signature", "")
+        )
+    except BadSignature:
+        return HttpResponseBadRequest("Invalid signature.")
+    stored = process_event(event)
+    if stored.status == StripeEventStatus.FAILED:
+        return HttpResponse("Handler failed; retry.", status=500)
+    return HttpResponse("ok")

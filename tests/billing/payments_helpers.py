@@ -1,0 +1,199 @@
+"""Helpers for the money-in tests: a fake Stripe API on 127.0.0.1, signed webhooks, buyers.
+
+The fake speaks Stripe's wire format (form-encoded bracket keys in, JSON out, Bearer auth,
+Idempotency-Key) for the two calls we make: create a Checkout Session, create a Refund.
+"""
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qsl
+
+from allauth.account.models import EmailAddress
+from django.test import Client
+
+from accounts.models import BillingProfile, User
+
+WEBHOOK_SECRET = "whsec_test_secret"
+
+
+@dataclass
+class FakeStripe:
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    # Set to an HTTP status to make the next call fail with a Stripe error body.
+    fail_next: int | None = None
+    counter: Any = field(default_factory=lambda: itertools.count(1))
+    idempotent: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def make_stripe_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.send_header("Request-Id", f"req_{next(fake.counter)}")
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            length = int(self.headers.get("Content-Length", 0))
+            form = dict(parse_qsl(self.rfile.read(length).decode()))
+            record = {"path": self.path, "form": form, "headers": dict(self.headers)}
+            fake.requests.append(record)
+            if self.headers.get("Authorization") != "Bearer sk_test_x":
+                self._send(401, {"error": {"type": "invalid_request_error", "message": "key"}})
+                return
+            if fake.fail_next:
+                status, fake.fail_next = fake.fail_next, None
+                err = {"type": "invalid_request_error", "message": "Injected failure."}
+                self._send(status, {"error": err})
+                return
+            key = self.headers.get("Idempotency-Key", "")
+            if key and key in fake.idempotent:
+                self._send(200, fake.idempotent[key])
+                return
+            n = next(fake.counter)
+            if self.path == "/v1/checkout/sessions":
+                body: dict[str, Any] = {
+                    "id": f"cs_test_{n}",
+                    "object": "checkout.session",
+                    "url": f"https://checkout.stripe.test/c/pay/cs_test_{n}",
+                    "mode": "payment",
+                    "status": "open",
+                    "payment_status": "unpaid",
+                    "currency": "eur",
+                    "client_reference_id": form.get("client_reference_id"),
+                    "metadata": {
+                        k[len("metadata[") : -1]: v
+                        for k, v in form.items()
+                        if k.startswith("metadata[")
+                    },
+                }
+            elif self.path == "/v1/refunds":
+                body = {
+                    "id": f"re_test_{n}",
+                    "object": "refund",
+                    "amount": int(form["amount"]),
+                    "currency": "eur",
+                    "payment_intent": form.get("payment_intent"),
+                    "status": "succeeded",
+                }
+            else:
+                self._send(404, {"error": {"type": "invalid_request_error", "message": "path"}})
+                return
+            if key:
+                fake.idempotent[key] = body
+            self._send(200, body)
+
+    return Handler
+
+
+def sign_payload(payload: bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
+    """Stripe's scheme: t=<unix>,v1=hex(HMAC-SHA256(secret, "<t>.<raw body>"))."""
+    t = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def session_event(
+    *,
+    event_id: str,
+    type: str,
+    session_id: str,
+    topup_id: int,
+    payment_status: str = "paid",
+    payment_intent: str = "pi_test_1",
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": type,
+        "api_version": "2025-01-27.acacia",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": session_id,
+                "object": "checkout.session",
+                "payment_status": payment_status,
+                "payment_intent": payment_intent,
+                "metadata": {"topup_id": str(topup_id)},
+            }
+        },
+    }
+
+
+def charge_refunded_event(*, event_id: str, payment_intent: str, amount_refunded: int) -> dict:
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": "charge.refunded",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": "ch_test_1",
+                "object": "charge",
+                "payment_intent": payment_intent,
+                "amount_refunded": amount_refunded,
+                "refunded": True,
+            }
+        },
+    }
+
+
+def post_event(client: Client, event: dict[str, Any], *, signature: str | None = None) -> Any:
+    payload = json.dumps(event).encode()
+    return client.post(
+        "/billing/stripe/webhook",
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=signature if signature is not None else sign_payload(payload),
+    )
+
+
+class FakeVies:
+    """Stands in for VIES: numbers in ``valid`` are known, ``down`` makes it unavailable."""
+
+    def __init__(self, valid: set[str] | None = None, down: bool = False) -> None:
+        self.valid = valid or set()
+        self.down = down
+        self.calls: list[str] = []
+
+    def check(self, *, country: str, number: str) -> bool:
+        from billing.vat import ViesUnavailable
+
+        self.calls.append(country + number)
+        if self.down:
+            raise ViesUnavailable("MS_UNAVAILABLE")
+        return country + number in self.valid
+
+
+def make_buyer(
+    email: str = "buyer@example.com",
+    *,
+    country: str = "FR",
+    vat_number: str = "",
+    verified: bool = True,
+    legal_name: str = "",
+) -> User:
+    user = User.objects.create_user(email, password="pw-for-tests-only")
+    EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
+    BillingProfile.objects.create(
+        account=user,
+        country=country,
+        vat_number=vat_number,
+        legal_name=legal_name,
+        address="1 rue de Test",
+    )
+    return user
