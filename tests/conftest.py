@@ -5,6 +5,7 @@ local-memory cache on the embedded default; tests that use it need committed dat
 ``transactional_db`` fixtures.
 """
 
+import asyncio
 import os
 import socket
 import threading
@@ -23,6 +24,7 @@ from catalog.models import Currency, Model, Offering, Provider
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
 from keys.actions import create_key
 from keys.models import ApiKey
+from routing import upstream as upstream_client
 from routing.demo_upstream import DemoConfig, DemoUpstream
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
@@ -66,6 +68,10 @@ class LiveGateway:
         return self
 
     def stop(self) -> None:
+        # Close the pooled upstream sessions on their own loop before it ends.
+        for loop, session in list(upstream_client._sessions.items()):
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
