@@ -423,7 +423,7 @@ class _EventPlan:
 
 @dataclass
 class _Exchange:
-    """One request in flight; writes its record exactly once."""
+    """One request in flight; writes its record once (a provisional one may be corrected)."""
 
     records: list[RequestRecord]
     path: str
@@ -433,29 +433,32 @@ class _Exchange:
     fault: Fault = Fault.NONE
     status: int = 0
     response: web.StreamResponse | None = None
-    done: bool = False
+    record: RequestRecord | None = None
+    provisional: bool = False
 
-    def finish(self, outcome: str, status: int | None = None) -> None:
-        if self.done:
-            return
-        self.done = True
+    def finish(self, outcome: str, status: int | None = None, provisional: bool = False) -> None:
         if status is not None:
             self.status = status
+        if self.record is not None:
+            if self.provisional:
+                self.record.outcome, self.record.status = str(outcome), self.status
+                self.provisional = provisional
+            return
+        self.provisional = provisional
         req = self.req
-        self.records.append(
-            RequestRecord(
-                path=self.path,
-                model=req.model if req else "",
-                stream=req.stream if req else False,
-                include_usage=req.include_usage if req else False,
-                max_tokens=req.max_tokens if req else None,
-                status=self.status,
-                outcome=str(outcome),
-                headers_authorization=self.authorization,
-                headers_x_api_key=self.x_api_key,
-                fault=str(self.fault),
-            )
+        self.record = RequestRecord(
+            path=self.path,
+            model=req.model if req else "",
+            stream=req.stream if req else False,
+            include_usage=req.include_usage if req else False,
+            max_tokens=req.max_tokens if req else None,
+            status=self.status,
+            outcome=str(outcome),
+            headers_authorization=self.authorization,
+            headers_x_api_key=self.x_api_key,
+            fault=str(self.fault),
         )
+        self.records.append(self.record)
         if len(self.records) > MAX_RECORDS:
             del self.records[: len(self.records) - MAX_RECORDS]
 
@@ -578,8 +581,8 @@ async def _respond_stream(
     exchange.response = resp
     await resp.prepare(request)
     exchange.status = 200
-    first = True
-    for event in events:
+    outcome = exchange.fault if exchange.fault is Fault.MALFORMED_CHUNK else OUTCOME_OK
+    for index, event in enumerate(events):
         if event is None:
             if exchange.fault is Fault.CUT_STREAM:
                 _drop_connection(request, exchange, exchange.fault)
@@ -589,13 +592,16 @@ async def _respond_stream(
             if exchange.fault is not Fault.MALFORMED_CHUNK:
                 continue
             event = dialect.malformed_event
-        if not first:
+        if index:
             await _sleep_ms(config.chunk_interval_ms)
-        first = False
+        if index == len(events) - 1:
+            # Record before the last event leaves, so a client that has read it finds the
+            # record; a failure of this write still turns it into "cancelled".
+            exchange.finish(outcome, provisional=True)
         # One write per event: aiohttp sends it at once, so the chunk cadence is kept.
         await resp.write(event)
     await resp.write_eof()
-    exchange.finish(exchange.fault if exchange.fault is Fault.MALFORMED_CHUNK else OUTCOME_OK)
+    exchange.finish(outcome)
     return resp
 
 
