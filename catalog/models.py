@@ -56,6 +56,9 @@ class Provider(models.Model):
         default=dict, blank=True, help_text="retention, training_use, launch_status, notes"
     )
     is_demo = models.BooleanField(default=False)
+    price_list_url = models.URLField(
+        max_length=300, blank=True, help_text="Optional remote JSON price list (daily ingest)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -136,3 +139,117 @@ class Offering(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} @ {self.provider_id}/{self.region}"
+
+
+# --- FX: ECB reference rates ------------------------------------------------------------------
+
+
+class FxRate(models.Model):
+    """One ECB reference rate: 1 EUR = ``quote`` units of ``currency`` on ``ecb_date``."""
+
+    currency = models.CharField(max_length=3)
+    ecb_date = models.DateField()
+    quote = models.DecimalField(max_digits=18, decimal_places=6)
+    fetched_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-ecb_date", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "ecb_date"], name="fxrate_unique_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"EUR/{self.currency} {self.quote} ({self.ecb_date})"
+
+
+class FxIngestRun(models.Model):
+    """One run of the FX ingest; the latest run decides whether FX_INGEST_STALE is raised."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    source_url = models.URLField(max_length=300)
+    ok = models.BooleanField(default=False)
+    newest_ecb_date = models.DateField(null=True, blank=True)
+    rates_stored = models.PositiveIntegerField(default=0)
+    # Billing currencies whose newest rate was missing or older than the calendar allows.
+    stale_currencies = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"FX ingest {self.started_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'failed'}"
+
+    @property
+    def is_stale(self) -> bool:
+        return not self.ok or bool(self.stale_currencies)
+
+
+# --- Prices: history, approval, platform fee schedule ----------------------------------------
+
+
+class PriceChangeStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for approval"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"
+
+
+class PriceChange(models.Model):
+    """A proposed or applied price of an offering; the applied rows are its price history."""
+
+    offering = models.ForeignKey(Offering, on_delete=models.CASCADE, related_name="price_changes")
+    prompt_price = models.DecimalField(max_digits=14, decimal_places=6)
+    completion_price = models.DecimalField(max_digits=14, decimal_places=6)
+    cached_prompt_price = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True
+    )
+    old_prompt_price = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    old_completion_price = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True
+    )
+    old_cached_prompt_price = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True
+    )
+    source = models.CharField(max_length=300, help_text="file:<name>, url:<price list>, admin")
+    status = models.CharField(max_length=16, choices=PriceChangeStatus)
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When the price started to apply (set when applied; the history is ordered by it).
+    effective_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["offering", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.offering} {self.prompt_price}/{self.completion_price} ({self.status})"
+
+
+class FeeChangeStatus(models.TextChoices):
+    SCHEDULED = "scheduled"
+    APPLIED = "applied"
+    CANCELLED = "cancelled"
+
+
+class PlatformFeeChange(models.Model):
+    """A platform fee change of a model; increases wait out the notice period (30+ days)."""
+
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="fee_changes")
+    old_fee = models.DecimalField(max_digits=12, decimal_places=6)
+    new_fee = models.DecimalField(max_digits=12, decimal_places=6)
+    effective_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=FeeChangeStatus)
+    source = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    announced_at = models.DateTimeField(null=True, blank=True)
+    announced_to = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-effective_at", "-id"]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.model_id} fee {self.old_fee} -> {self.new_fee} on {self.effective_at:%Y-%m-%d}"
+        )

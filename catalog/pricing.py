@@ -19,8 +19,15 @@ class EurPrices:
 
 
 def current_rates() -> dict[str, Decimal]:
-    """Multipliers from a currency to EUR that may be used right now (none until FX ingest)."""
-    return {}
+    """Multipliers from a currency to EUR that may be used right now.
+
+    Each is ``max(1/ECB quote, floor) * (1 + buffer/100)``; a currency whose rate is stale per
+    the TARGET calendar, or every currency after a failed ingest, is left out (see catalog.fx).
+    """
+    # Imported here: catalog.fx imports the snapshot module, which imports this one.
+    from catalog.fx import current_multipliers
+
+    return current_multipliers()
 
 
 def to_eur(amount: Decimal, currency: str, rates: dict[str, Decimal]) -> Decimal | None:

@@ -218,3 +218,41 @@ LOWROUTER_SELLER = {
     "country": "FR",
     "vat_number": env.str("LOWROUTER_SELLER_VAT_NUMBER", default=""),
 }
+
+# --- Catalogue: ECB FX and daily price ingest (owned by the catalog app) ------------------
+LOWROUTER_ECB_DAILY_URL = env.str(
+    "LOWROUTER_ECB_DAILY_URL",
+    default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml",
+)
+# Read on the first run and after a gap, so every missed business day gets its rate.
+LOWROUTER_ECB_90D_URL = env.str(
+    "LOWROUTER_ECB_90D_URL",
+    default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist-90d.xml",
+)
+LOWROUTER_FX_FETCH_TIMEOUT = env.float("LOWROUTER_FX_FETCH_TIMEOUT", default=15.0)
+
+
+def _fx_buffer_percent(raw: str) -> "Decimal":
+    # Refuse a non-number loudly at start-up; clamp a number into [0, 20] as documented.
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ImproperlyConfigured(
+            f"LOWROUTER_FX_BUFFER_PERCENT must be a number, got {raw!r}"
+        ) from None
+    if not value.is_finite():
+        raise ImproperlyConfigured(f"LOWROUTER_FX_BUFFER_PERCENT must be finite, got {raw!r}")
+    return min(max(value, Decimal("0")), Decimal("20"))
+
+
+LOWROUTER_FX_BUFFER_PERCENT = _fx_buffer_percent(env.str("LOWROUTER_FX_BUFFER_PERCENT", "3.0"))
+# Per-currency floor on the source-to-EUR rate, "USD=1.0,GBP=1.1". USD has the documented
+# parity floor; CNY and others have none, since a parity floor on CNY (~0.13 EUR) would
+# multiply its prices about sevenfold.
+LOWROUTER_FX_FLOORS = env.dict("LOWROUTER_FX_FLOORS", default={"USD": "1.0"})
+# A price change larger than this (percent, any component) waits for an operator's approval.
+LOWROUTER_PRICE_APPROVAL_PERCENT = env.float("LOWROUTER_PRICE_APPROVAL_PERCENT", default=20.0)
+# Notice period for platform fee increases; the seed docs promise at least 30 days.
+LOWROUTER_FEE_NOTICE_DAYS = max(30, env.int("LOWROUTER_FEE_NOTICE_DAYS", default=30))
