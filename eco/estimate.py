@@ -12,6 +12,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from eco.grid import RegionGrid, build_region_table, load_grid_dataset
@@ -20,6 +21,22 @@ from eco.models import AccuracyBand, GridRegion, MethodologyKind, MethodologyVer
 
 BAND_ORDER = [AccuracyBand.ACCURATE, AccuracyBand.MEDIUM, AccuracyBand.GROSS]
 ECO_FIELDS = ("energy_wh", "carbon_g", "carbon_per_1k_tokens_g", "accuracy", "methodology_version")
+
+
+# Bumped on every admin change to versions or regions; a process whose cached context was loaded
+# under another value reloads it (the same pattern as the catalogue snapshot).
+CONTEXT_VERSION_CACHE_KEY = "eco:context-version"
+
+
+def mark_eco_changed() -> None:
+    try:
+        cache.incr(CONTEXT_VERSION_CACHE_KEY)
+    except ValueError:
+        cache.set(CONTEXT_VERSION_CACHE_KEY, 1, timeout=None)
+
+
+def read_eco_context_version() -> int:
+    return cache.get(CONTEXT_VERSION_CACHE_KEY, 0)
 
 
 class UnknownMethodology(LookupError):

@@ -120,3 +120,19 @@ def test_changing_the_current_version_affects_only_later_estimates(db: None) -> 
     assert after.energy_wh < before.energy_wh
     # Both still reproduce from their own inputs and version.
     call_command("eco_recompute", before.pk, after.pk)
+
+
+def test_operator_makes_a_version_current_in_the_admin(db: None, client) -> None:  # noqa: ANN001
+    from eco.estimate import read_eco_context_version
+
+    admin_user = User.objects.create_superuser(email="ops@example.com", password="pw")
+    client.force_login(admin_user)
+    before = read_eco_context_version()
+    target = MethodologyVersion.objects.get(version=ECOLOGITS)
+    response = client.post(
+        "/admin/eco/methodologyversion/",
+        {"action": "make_current", "_selected_action": [target.pk]},
+    )
+    assert response.status_code == 302
+    assert MethodologyVersion.objects.get(is_current=True).version == ECOLOGITS
+    assert read_eco_context_version() > before
