@@ -50,9 +50,9 @@ def content_events(lines: list[str]) -> list[str]:
     return pieces
 
 
-def test_json_completion_has_openai_shape_and_consistent_usage(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.cached_tokens = 3
-    resp = post_chat(demo_upstream, BODY, headers={"Authorization": "Bearer sk-up"})
+def test_json_completion_has_openai_shape_and_consistent_usage(upstream: DemoUpstream) -> None:
+    upstream.config.cached_tokens = 3
+    resp = post_chat(upstream, BODY, headers={"Authorization": "Bearer sk-up"})
 
     assert resp.status_code == 200
     data = resp.json()
@@ -69,35 +69,35 @@ def test_json_completion_has_openai_shape_and_consistent_usage(demo_upstream: De
         "total_tokens": BODY_PROMPT_TOKENS + 12,
         "prompt_tokens_details": {"cached_tokens": 3},
     }
-    record = demo_upstream.records[-1]
+    record = upstream.records[-1]
     assert (record.outcome, record.status, record.stream) == ("ok", 200, False)
     assert record.headers_authorization == "Bearer sk-up"
 
 
 @pytest.mark.parametrize("limit_field", ["max_tokens", "max_completion_tokens"])
 def test_max_tokens_cuts_the_text_and_finishes_with_length(
-    demo_upstream: DemoUpstream, limit_field: str
+    upstream: DemoUpstream, limit_field: str
 ) -> None:
-    data = post_chat(demo_upstream, {**BODY, limit_field: 4}).json()
+    data = post_chat(upstream, {**BODY, limit_field: 4}).json()
 
     assert data["choices"][0]["finish_reason"] == "length"
     assert len(data["choices"][0]["message"]["content"].split()) == 4
     assert data["usage"]["completion_tokens"] == 4
-    assert demo_upstream.records[-1].max_tokens == 4
+    assert upstream.records[-1].max_tokens == 4
 
 
-def test_text_is_deterministic(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.completion_tokens = 40
-    first = post_chat(demo_upstream, BODY).json()["choices"][0]["message"]["content"]
-    second = post_chat(demo_upstream, BODY).json()["choices"][0]["message"]["content"]
+def test_text_is_deterministic(upstream: DemoUpstream) -> None:
+    upstream.config.completion_tokens = 40
+    first = post_chat(upstream, BODY).json()["choices"][0]["message"]["content"]
+    second = post_chat(upstream, BODY).json()["choices"][0]["message"]["content"]
 
     assert first == second
     assert first.startswith("This is the LowRouter demo provider.")
     assert len(first.split()) == 40
 
 
-def test_openai_sdk_reads_json_and_stream_with_usage(demo_upstream: DemoUpstream) -> None:
-    client = openai.OpenAI(base_url=demo_upstream.base_url, api_key="x", max_retries=0)
+def test_openai_sdk_reads_json_and_stream_with_usage(upstream: DemoUpstream) -> None:
+    client = openai.OpenAI(base_url=upstream.base_url, api_key="x", max_retries=0)
     whole = client.chat.completions.create(model="demo-small", messages=BODY["messages"])
     chunks = list(
         client.chat.completions.create(
@@ -117,11 +117,11 @@ def test_openai_sdk_reads_json_and_stream_with_usage(demo_upstream: DemoUpstream
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.total_tokens == whole.usage.total_tokens
-    assert demo_upstream.records[-1].include_usage is True
+    assert upstream.records[-1].include_usage is True
 
 
-def test_stream_sends_one_token_per_chunk_then_done(demo_upstream: DemoUpstream) -> None:
-    lines = stream_lines(demo_upstream, {**BODY, "stream": True, "max_tokens": 5})
+def test_stream_sends_one_token_per_chunk_then_done(upstream: DemoUpstream) -> None:
+    lines = stream_lines(upstream, {**BODY, "stream": True, "max_tokens": 5})
 
     assert len(content_events(lines)) == 5
     assert lines[-1] == "data: [DONE]"
@@ -134,8 +134,8 @@ def test_stream_sends_one_token_per_chunk_then_done(demo_upstream: DemoUpstream)
     }
 
 
-def test_anthropic_sdk_reads_json_and_stream(demo_upstream: DemoUpstream) -> None:
-    client = anthropic.Anthropic(base_url=demo_upstream.root_url, api_key="x", max_retries=0)
+def test_anthropic_sdk_reads_json_and_stream(upstream: DemoUpstream) -> None:
+    client = anthropic.Anthropic(base_url=upstream.root_url, api_key="x", max_retries=0)
     messages = [{"role": "user", "content": "hello there friend"}]
     whole = client.messages.create(
         model="claude-demo", max_tokens=100, system="be brief", messages=messages
@@ -151,16 +151,16 @@ def test_anthropic_sdk_reads_json_and_stream(demo_upstream: DemoUpstream) -> Non
     assert final.stop_reason == "max_tokens"
     assert final.usage.output_tokens == 3
     assert streamed_text == "This is the"
-    assert demo_upstream.records[-1].headers_x_api_key == "x"
+    assert upstream.records[-1].headers_x_api_key == "x"
 
 
-def test_anthropic_endpoint_speaks_anthropic_errors(demo_upstream: DemoUpstream) -> None:
-    client = anthropic.Anthropic(base_url=demo_upstream.root_url, api_key="x", max_retries=0)
+def test_anthropic_endpoint_speaks_anthropic_errors(upstream: DemoUpstream) -> None:
+    client = anthropic.Anthropic(base_url=upstream.root_url, api_key="x", max_retries=0)
     messages = [{"role": "user", "content": "hi"}]
     no_limit = httpx.post(
-        demo_upstream.base_url + "/messages", json={"model": "claude-demo", "messages": messages}
+        upstream.base_url + "/messages", json={"model": "claude-demo", "messages": messages}
     )
-    demo_upstream.config.fault = "rate_limit"
+    upstream.config.fault = "rate_limit"
 
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(model="claude-demo", max_tokens=10, messages=messages)
@@ -170,9 +170,9 @@ def test_anthropic_endpoint_speaks_anthropic_errors(demo_upstream: DemoUpstream)
     assert no_limit.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_anthropic_stream_can_be_cut(demo_upstream: DemoUpstream) -> None:
-    client = anthropic.Anthropic(base_url=demo_upstream.root_url, api_key="x", max_retries=0)
-    demo_upstream.config.fault = "cut_stream"
+def test_anthropic_stream_can_be_cut(upstream: DemoUpstream) -> None:
+    client = anthropic.Anthropic(base_url=upstream.root_url, api_key="x", max_retries=0)
+    upstream.config.fault = "cut_stream"
     messages = [{"role": "user", "content": "hi"}]
 
     stream = client.messages.stream(model="claude-demo", max_tokens=50, messages=messages)
@@ -180,12 +180,12 @@ def test_anthropic_stream_can_be_cut(demo_upstream: DemoUpstream) -> None:
     with pytest.raises(httpx.RemoteProtocolError), stream as events:
         events.get_final_message()
 
-    assert demo_upstream.wait_for_outcome("cut_stream").path == "/v1/messages"
+    assert upstream.wait_for_outcome("cut_stream").path == "/v1/messages"
 
 
-def test_models_and_health_endpoints_answer(demo_upstream: DemoUpstream) -> None:
-    models = httpx.get(demo_upstream.base_url + "/models").json()
-    health = httpx.get(demo_upstream.root_url + "/healthz")
+def test_models_and_health_endpoints_answer(upstream: DemoUpstream) -> None:
+    models = httpx.get(upstream.base_url + "/models").json()
+    health = httpx.get(upstream.root_url + "/healthz")
 
     assert [m["id"] for m in models["data"]] == list(DEMO_MODELS)
     assert health.status_code == 200
@@ -196,9 +196,9 @@ def test_models_and_health_endpoints_answer(demo_upstream: DemoUpstream) -> None
     [(b"{not json", None), (b'{"model": "demo-small"}', "messages"), (b"[1]", None)],
 )
 def test_bad_requests_get_400_in_openai_error_shape(
-    demo_upstream: DemoUpstream, content: bytes, param: str | None
+    upstream: DemoUpstream, content: bytes, param: str | None
 ) -> None:
-    resp = httpx.post(demo_upstream.base_url + CHAT, content=content)
+    resp = httpx.post(upstream.base_url + CHAT, content=content)
 
     assert resp.status_code == 400
     error = resp.json()["error"]
@@ -207,35 +207,35 @@ def test_bad_requests_get_400_in_openai_error_shape(
     assert error["param"] == param
 
 
-def test_http_error_fault_returns_status_and_error_body(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.fault = "http_error"
-    demo_upstream.config.fault_status = 503
+def test_http_error_fault_returns_status_and_error_body(upstream: DemoUpstream) -> None:
+    upstream.config.fault = "http_error"
+    upstream.config.fault_status = 503
 
-    resp = post_chat(demo_upstream, BODY)
+    resp = post_chat(upstream, BODY)
 
     assert resp.status_code == 503
     assert resp.json()["error"]["type"] == "server_error"
     assert "usage" not in resp.json()
-    assert demo_upstream.records[-1].outcome == "http_error"
+    assert upstream.records[-1].outcome == "http_error"
 
 
-def test_client_error_fault_can_report_consumed_usage(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.fault = "http_error"
-    demo_upstream.config.fault_status = 400
-    demo_upstream.config.usage_on_error = True
+def test_client_error_fault_can_report_consumed_usage(upstream: DemoUpstream) -> None:
+    upstream.config.fault = "http_error"
+    upstream.config.fault_status = 400
+    upstream.config.usage_on_error = True
 
-    resp = post_chat(demo_upstream, BODY)
+    resp = post_chat(upstream, BODY)
 
     assert resp.status_code == 400
     assert resp.json()["usage"]["prompt_tokens"] == BODY_PROMPT_TOKENS
     assert resp.json()["usage"]["completion_tokens"] == 0
 
 
-def test_rate_limit_fault_returns_429_with_retry_after(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.fault = "rate_limit"
-    demo_upstream.config.retry_after = 7
+def test_rate_limit_fault_returns_429_with_retry_after(upstream: DemoUpstream) -> None:
+    upstream.config.fault = "rate_limit"
+    upstream.config.retry_after = 7
 
-    resp = post_chat(demo_upstream, BODY)
+    resp = post_chat(upstream, BODY)
 
     assert resp.status_code == 429
     assert resp.headers["Retry-After"] == "7"
@@ -243,110 +243,110 @@ def test_rate_limit_fault_returns_429_with_retry_after(demo_upstream: DemoUpstre
 
 
 def test_timeout_fault_sends_nothing_until_the_client_gives_up(
-    demo_upstream: DemoUpstream,
+    upstream: DemoUpstream,
 ) -> None:
-    demo_upstream.config.fault = "timeout"
+    upstream.config.fault = "timeout"
 
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(demo_upstream.base_url + CHAT, json=BODY, timeout=0.2)
+        httpx.post(upstream.base_url + CHAT, json=BODY, timeout=0.2)
 
-    record = demo_upstream.wait_for_outcome("cancelled")
+    record = upstream.wait_for_outcome("cancelled")
     assert (record.fault, record.status) == ("timeout", 0)
 
 
-def test_cut_stream_drops_the_connection_after_n_chunks(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.fault = "cut_stream"
-    demo_upstream.config.fault_after_chunks = 3
+def test_cut_stream_drops_the_connection_after_n_chunks(upstream: DemoUpstream) -> None:
+    upstream.config.fault = "cut_stream"
+    upstream.config.fault_after_chunks = 3
     lines = []
 
     with (
         pytest.raises(httpx.RemoteProtocolError),
-        httpx.stream("POST", demo_upstream.base_url + CHAT, json={**BODY, "stream": True}) as r,
+        httpx.stream("POST", upstream.base_url + CHAT, json={**BODY, "stream": True}) as r,
     ):
         lines.extend(line for line in r.iter_lines() if line)
 
     assert len(content_events(lines)) == 3
     assert "data: [DONE]" not in lines
-    assert demo_upstream.wait_for_outcome("cut_stream").status == 200
+    assert upstream.wait_for_outcome("cut_stream").status == 200
 
 
 def test_hang_stream_flushes_chunks_then_holds_the_connection(
-    demo_upstream: DemoUpstream,
+    upstream: DemoUpstream,
 ) -> None:
-    demo_upstream.config.fault = "hang_stream"
+    upstream.config.fault = "hang_stream"
     lines = []
     body = {**BODY, "stream": True}
 
     # Reading these lines only succeeds if each chunk was flushed as it was written.
-    with httpx.stream("POST", demo_upstream.base_url + CHAT, json=body, timeout=5) as resp:
+    with httpx.stream("POST", upstream.base_url + CHAT, json=body, timeout=5) as resp:
         events = resp.iter_lines()
         while len(content_events(lines)) < 2:
             lines.append(next(events))
 
     # The server was still holding the response when the client left.
-    record = demo_upstream.wait_for_outcome("cancelled")
+    record = upstream.wait_for_outcome("cancelled")
     assert (record.fault, record.status) == ("hang_stream", 200)
 
 
 def test_malformed_chunk_is_sent_and_the_stream_then_completes(
-    demo_upstream: DemoUpstream,
+    upstream: DemoUpstream,
 ) -> None:
-    demo_upstream.config.fault = "malformed_chunk"
-    demo_upstream.config.fault_after_chunks = 2
+    upstream.config.fault = "malformed_chunk"
+    upstream.config.fault_after_chunks = 2
 
-    lines = stream_lines(demo_upstream, {**BODY, "stream": True})
+    lines = stream_lines(upstream, {**BODY, "stream": True})
 
     bad = lines.index("data: {not json")
     assert len(content_events(lines[:bad])) == 2
     assert len(content_events(lines)) == 12
     assert lines[-1] == "data: [DONE]"
-    assert demo_upstream.records[-1].outcome == "malformed_chunk"
+    assert upstream.records[-1].outcome == "malformed_chunk"
 
 
-def test_connection_reset_fault_closes_without_a_response(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.fault = "connection_reset"
+def test_connection_reset_fault_closes_without_a_response(upstream: DemoUpstream) -> None:
+    upstream.config.fault = "connection_reset"
 
     with pytest.raises(httpx.RemoteProtocolError):
-        post_chat(demo_upstream, BODY)
+        post_chat(upstream, BODY)
 
-    assert demo_upstream.wait_for_outcome("connection_reset").status == 0
+    assert upstream.wait_for_outcome("connection_reset").status == 0
 
 
-def test_non_stream_faults_break_the_json_response(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.fault = "malformed_chunk"
-    malformed = post_chat(demo_upstream, BODY)
-    demo_upstream.config.fault = "cut_stream"
+def test_non_stream_faults_break_the_json_response(upstream: DemoUpstream) -> None:
+    upstream.config.fault = "malformed_chunk"
+    malformed = post_chat(upstream, BODY)
+    upstream.config.fault = "cut_stream"
     with pytest.raises(httpx.RemoteProtocolError):
-        post_chat(demo_upstream, BODY)
-    demo_upstream.config.fault = "hang_stream"
+        post_chat(upstream, BODY)
+    upstream.config.fault = "hang_stream"
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(demo_upstream.base_url + CHAT, json=BODY, timeout=0.2)
+        httpx.post(upstream.base_url + CHAT, json=BODY, timeout=0.2)
 
     assert malformed.status_code == 200
     with pytest.raises(json.JSONDecodeError):
         malformed.json()
-    assert demo_upstream.wait_for_outcome("cut_stream").stream is False
-    assert demo_upstream.wait_for_outcome("cancelled").fault == "hang_stream"
+    assert upstream.wait_for_outcome("cut_stream").stream is False
+    assert upstream.wait_for_outcome("cancelled").fault == "hang_stream"
 
 
-def test_fault_count_limits_the_fault_to_the_next_requests(demo_upstream: DemoUpstream) -> None:
-    demo_upstream.config.fault = "http_error"
-    demo_upstream.config.fault_count = 2
+def test_fault_count_limits_the_fault_to_the_next_requests(upstream: DemoUpstream) -> None:
+    upstream.config.fault = "http_error"
+    upstream.config.fault_count = 2
 
-    statuses = [post_chat(demo_upstream, BODY).status_code for _ in range(3)]
+    statuses = [post_chat(upstream, BODY).status_code for _ in range(3)]
 
     assert statuses == [500, 500, 200]
-    assert demo_upstream.config.fault_count == 0
+    assert upstream.config.fault_count == 0
 
 
-def test_config_endpoint_controls_the_server_out_of_process(demo_upstream: DemoUpstream) -> None:
-    control = demo_upstream.root_url + "/_demo/config"
+def test_config_endpoint_controls_the_server_out_of_process(upstream: DemoUpstream) -> None:
+    control = upstream.root_url + "/_demo/config"
     changed = httpx.post(control, json={"fault": "rate_limit", "fault_count": 1})
     rejected = httpx.post(control, json={"fault": "explode"})
     unknown = httpx.post(control, json={"colour": "red"})
-    limited = post_chat(demo_upstream, BODY)
-    served = post_chat(demo_upstream, BODY)
-    records = httpx.get(demo_upstream.root_url + "/_demo/records").json()["records"]
+    limited = post_chat(upstream, BODY)
+    served = post_chat(upstream, BODY)
+    records = httpx.get(upstream.root_url + "/_demo/records").json()["records"]
 
     assert changed.json()["fault"] == "rate_limit"
     assert (rejected.status_code, unknown.status_code) == (400, 400)
@@ -354,23 +354,23 @@ def test_config_endpoint_controls_the_server_out_of_process(demo_upstream: DemoU
     assert [r["outcome"] for r in records] == ["rate_limit", "ok"]
 
 
-def test_records_hold_metadata_but_no_message_content(demo_upstream: DemoUpstream) -> None:
-    post_chat(demo_upstream, {**BODY, "messages": [{"role": "user", "content": "zebra-secret"}]})
+def test_records_hold_metadata_but_no_message_content(upstream: DemoUpstream) -> None:
+    post_chat(upstream, {**BODY, "messages": [{"role": "user", "content": "zebra-secret"}]})
 
-    assert "zebra-secret" not in json.dumps([vars(r) for r in demo_upstream.records])
+    assert "zebra-secret" not in json.dumps([vars(r) for r in upstream.records])
 
 
 def test_client_closing_a_stream_early_is_recorded_as_cancelled(
-    demo_upstream: DemoUpstream,
+    upstream: DemoUpstream,
 ) -> None:
-    demo_upstream.config.completion_tokens = 10_000
-    demo_upstream.config.chunk_interval_ms = 5
+    upstream.config.completion_tokens = 10_000
+    upstream.config.chunk_interval_ms = 5
     body = {**BODY, "stream": True}
 
-    with httpx.stream("POST", demo_upstream.base_url + CHAT, json=body, timeout=5) as resp:
+    with httpx.stream("POST", upstream.base_url + CHAT, json=body, timeout=5) as resp:
         next(resp.iter_lines())
 
-    record = demo_upstream.wait_for_outcome("cancelled")
+    record = upstream.wait_for_outcome("cancelled")
     assert (record.fault, record.status, record.stream) == ("none", 200, True)
 
 
