@@ -7,6 +7,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 from routing.errors import ApiError
+from routing.gateway import request_id_from
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,17 @@ class ApiErrorMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self.is_async:
             return self._acall(request)
-        return self.get_response(request)
+        return self._tag(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return await self.get_response(request)
+        return self._tag(request, await self.get_response(request))
+
+    @staticmethod
+    def _tag(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """Every API response carries an X-Request-ID (the caller's when it is safe)."""
+        if request.path.startswith("/api/") and "X-Request-ID" not in response:
+            response["X-Request-ID"] = request_id_from(request.headers.get("X-Request-ID"))
+        return response
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not request.path.startswith("/api/"):

@@ -28,7 +28,9 @@ def _method_not_allowed(allowed: str) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
     if request.method != "POST":
-        return _method_not_allowed("POST")
+        resp = _method_not_allowed("POST")
+        resp["X-Request-ID"] = request_id
+        return resp
     limit = settings.LOWROUTER_MAX_BODY_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
