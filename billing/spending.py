@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Q, Sum, Value
 from django.utils import timezone
 
 from billing.ledger import InsufficientBalance, post_entry
@@ -29,7 +29,8 @@ from billing.models import (
     SpendPeriod,
     Wallet,
 )
-from billing.money import credits_to_micros, format_credits
+from billing.money import credits_to_micros, format_credits, micros_to_credits
+from keys.auth import KeyContext
 
 # Holds older than this belong to a process that died: no request lives this long.
 ORPHAN_AFTER = timedelta(minutes=30)
@@ -345,3 +346,62 @@ __all__ = [
     "reserve_credits",
     "settle_generation",
 ]
+
+
+def account_credits(account_id: int, *, now: datetime | None = None) -> dict:
+    """Balance, credit on hold, and what was spent this calendar month (UTC), in credits."""
+    now = now or timezone.now()
+    _, month = period_starts(now)
+    wallet = Wallet.objects.filter(account_id=account_id).first()
+    spent = DailyUsage.objects.filter(account_id=account_id, day__gte=month).aggregate(
+        s=Sum("cost_micros")
+    )["s"]
+    return {
+        "object": "credits",
+        "currency": "EUR",
+        "credit_value_eur": "0.01",
+        "balance": str(micros_to_credits(wallet.balance_micros if wallet else 0)),
+        "reserved": str(micros_to_credits(wallet.reserved_micros if wallet else 0)),
+        "spent_this_month": str(micros_to_credits(spent or 0)),
+        "month_start": month.isoformat(),
+    }
+
+
+def key_spend_status(key: KeyContext, *, now: datetime | None = None) -> dict:
+    """The calling key's limits, spend and what remains of each, in credits."""
+    now = now or timezone.now()
+    day, month = period_starts(now)
+    rows = {
+        r.period: r
+        for r in KeySpend.objects.filter(key_id=key.key_id).filter(
+            Q(period=SpendPeriod.DAY, period_start=day)
+            | Q(period=SpendPeriod.MONTH, period_start=month)
+        )
+    }
+
+    def period(name: str, limit: Decimal | None) -> dict:
+        row = rows.get(name)
+        spent = row.spent_micros if row else 0
+        held = row.reserved_micros if row else 0
+        remaining = None
+        if limit is not None:
+            remaining = str(micros_to_credits(max(0, credits_to_micros(limit) - spent - held)))
+        return {
+            "limit": str(limit) if limit is not None else None,
+            "spent": str(micros_to_credits(spent)),
+            "reserved": str(micros_to_credits(held)),
+            "remaining": remaining,
+            "resets_in_seconds": seconds_until_reset(name, now),
+        }
+
+    return {
+        "object": "key",
+        "id": key.key_id,
+        "name": key.key_name,
+        "models": list(key.models),
+        "region": key.region or None,
+        "prefer_low_carbon": key.prefer_low_carbon,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "daily": period(SpendPeriod.DAY, key.daily_credit_limit),
+        "monthly": period(SpendPeriod.MONTH, key.monthly_credit_limit),
+    }

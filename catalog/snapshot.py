@@ -12,10 +12,12 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
+from django.utils import timezone
 
 from catalog import pricing
 from catalog.credentials import resolve_credential
 from catalog.models import Model, Offering, Provider, ProviderStatus
+from eco.estimate import CONTEXT_VERSION_CACHE_KEY, EcoContext, load_eco_context
 
 VERSION_CACHE_KEY = "catalog:version"
 CHECK_INTERVAL = 0.5
@@ -69,9 +71,11 @@ class ModelView:
 
 @dataclass(frozen=True)
 class CatalogSnapshot:
-    version: int
+    version: tuple
     models: dict[str, ModelView] = field(default_factory=dict)
     providers: dict[str, Provider] = field(default_factory=dict)
+    # The eco methodologies and grid tables, loaded with the catalogue and refreshed with it.
+    eco: EcoContext | None = None
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
@@ -87,7 +91,7 @@ def _unavailable_reason(provider: Provider, offering: Offering, credential: str 
     return ""
 
 
-def load_snapshot(version: int = 0) -> CatalogSnapshot:
+def load_snapshot(version: tuple = ()) -> CatalogSnapshot:
     """Read the whole catalogue (three queries) into an immutable snapshot."""
     providers = {p.id: p for p in Provider.objects.all()}
     credentials = {pid: resolve_credential(p) for pid, p in providers.items()}
@@ -135,7 +139,9 @@ def load_snapshot(version: int = 0) -> CatalogSnapshot:
             replacement=m.replacement,
             offerings=tuple(by_model.get(m.id, ())),
         )
-    return CatalogSnapshot(version=version, models=models, providers=providers)
+    return CatalogSnapshot(
+        version=version, models=models, providers=providers, eco=load_eco_context()
+    )
 
 
 def mark_catalog_changed() -> None:
@@ -155,8 +161,15 @@ class _State:
 _state = _State()
 
 
-def _current_version() -> int:
-    return int(cache.get(VERSION_CACHE_KEY) or 0)
+def _current_version() -> tuple:
+    """What the snapshot depends on: catalogue edits, eco edits, and the UTC date (FX rates and
+    grid data age by the day). One cache round trip."""
+    found = cache.get_many([VERSION_CACHE_KEY, CONTEXT_VERSION_CACHE_KEY])
+    return (
+        int(found.get(VERSION_CACHE_KEY) or 0),
+        int(found.get(CONTEXT_VERSION_CACHE_KEY) or 0),
+        timezone.now().date(),
+    )
 
 
 def get_snapshot() -> CatalogSnapshot:

@@ -29,7 +29,7 @@ from billing.spending import (
     reserve_credits,
     settle_generation,
 )
-from catalog.snapshot import ModelView, OfferingView, aget_snapshot
+from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView, aget_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
 from lowrouter.asyncdb import DatabaseUnavailable, run_db
 from routing import eco_bridge, upstream
@@ -64,6 +64,7 @@ class Call:
     req: ChatRequest | None = None
     plan: RoutePlan | None = None
     hold: HoldTicket | None = None
+    snapshot: CatalogSnapshot | None = None
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -178,7 +179,10 @@ def _settlement(
             s.completion_tokens = usage.completion_tokens
             s.cached_prompt_tokens = usage.cached_prompt_tokens
             s.cost_micros = usage_cost_micros(usage, prices)
-            s.eco = eco_bridge.estimate(model, offering, usage, latency_ms) or {}
+            s.eco = (
+                eco_bridge.estimate(call.snapshot.eco, model, offering, usage, call.elapsed_ms())
+                or {}
+            )
     return s
 
 
@@ -236,7 +240,8 @@ async def _begin(request_id: str, authorization: str | None, raw_body: bytes) ->
     except AuthError as exc:
         raise ApiError(401, exc.code, exc.message) from exc
     call.req = parse_chat_request(raw_body)
-    call.plan = plan_route(await aget_snapshot(), call.req, call.key)
+    call.snapshot = await aget_snapshot()
+    call.plan = plan_route(call.snapshot, call.req, call.key)
     try:
         call.hold = await run_db(
             reserve_credits,

@@ -9,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from billing.models import Generation
 from billing.money import format_credits, micros_to_credits
-from billing.spending import balance_of
+from billing.spending import account_credits, balance_of, key_spend_status
 from catalog.presenters import model_to_api
 from catalog.snapshot import get_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
@@ -155,6 +155,60 @@ def generation_detail(request: HttpRequest, generation_id: str) -> HttpResponse:
             404, "generation_not_found", f"No generation '{generation_id[:40]}' on this account."
         ).response({"X-Credit-Balance": format_credits(balance_of(key.account_id))})
     return _json(generation_to_api(gen), key)
+
+
+def _own_generation(request: HttpRequest, generation_id: str) -> tuple[KeyContext, Generation]:
+    key = _required_key(request)
+    gen = Generation.objects.filter(pk=generation_id[:40], account_id=key.account_id).first()
+    if gen is None:
+        raise ApiError(
+            404, "generation_not_found", f"No generation '{generation_id[:40]}' on this account."
+        )
+    return key, gen
+
+
+def generation_metrics(request: HttpRequest, generation_id: str) -> HttpResponse:
+    """The eco record of one of the caller's generations."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET, HEAD")
+    try:
+        key, gen = _own_generation(request, generation_id)
+    except ApiError as err:
+        return err.response()
+    record = generation_to_api(gen)
+    return _json(
+        {
+            "generation_id": gen.id,
+            "resolved_model": gen.resolved_model,
+            "provider": gen.provider,
+            "region": gen.region,
+            "total_tokens": gen.total_tokens,
+            "eco": record["eco"],
+        },
+        key,
+    )
+
+
+def credits(request: HttpRequest) -> HttpResponse:
+    """Balance and spend this month, for scripts that watch spend."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET, HEAD")
+    try:
+        key = _required_key(request)
+    except ApiError as err:
+        return err.response()
+    return _json(account_credits(key.account_id), key)
+
+
+def key_status(request: HttpRequest) -> HttpResponse:
+    """The calling key's limits, spend today and this month, what remains, and expiry."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET, HEAD")
+    try:
+        key = _required_key(request)
+    except ApiError as err:
+        return err.response()
+    return _json(key_spend_status(key), key)
 
 
 def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:

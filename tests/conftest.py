@@ -214,3 +214,19 @@ def make_funded(
 @pytest.fixture
 def funded(transactional_db) -> Funded:
     return make_funded()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Transactional tests flush every table, including rows that data migrations ship (eco
+    methodologies, grid regions, VAT rates). Restore them after each such test, so no test's
+    outcome depends on the order tests run in."""
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if names is None:
+            continue
+        marker = item.get_closest_marker("django_db")
+        transactional = "transactional_db" in names or (
+            marker is not None and marker.kwargs.get("transaction")
+        )
+        if transactional and "django_db_serialized_rollback" not in names:
+            names.append("django_db_serialized_rollback")
