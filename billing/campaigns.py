@@ -24,6 +24,7 @@ from billing.models import (
     LedgerKind,
     Redemption,
 )
+from billing.money import format_credits
 
 # No 0/O, 1/I/L: codes are read aloud and typed from paper.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -80,13 +81,13 @@ def export_codes_csv(campaign: Campaign) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["campaign", "code", "credits", "deadline", "redeemed_at"])
-    credits = campaign.credit_micros / 1_000_000
+    credits = format_credits(campaign.credit_micros)
     for code in campaign.codes.order_by("id"):
         writer.writerow(
             [
                 campaign.name,
                 code.code,
-                f"{credits:.2f}",
+                credits,
                 campaign.deadline.isoformat(),
                 code.redeemed_at.isoformat() if code.redeemed_at else "",
             ]
