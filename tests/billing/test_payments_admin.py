@@ -1,0 +1,68 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from payments_helpers import FakeStripe, post_event, session_event
+
+from accounts.models import AuditEntry, User
+from billing.checkout import start_checkout
+from billing.ledger import get_wallet
+from billing.models import Campaign, Refund
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator_client() -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("admin@example.com", "pw"))
+    return client
+
+
+def test_operator_refunds_a_topup_from_the_admin(
+    fake_stripe: FakeStripe, buyer: User, operator_client: Client
+) -> None:
+    topup, _ = start_checkout(
+        account=buyer, credits_eur=Decimal("10"), success_url="s", cancel_url="c"
+    )
+    post_event(
+        Client(),
+        session_event(
+            event_id="evt_1",
+            type="checkout.session.completed",
+            session_id=topup.stripe_session_id,
+            topup_id=topup.pk,
+        ),
+    )
+    url = f"/admin/billing/topup/{topup.pk}/refund/"
+    page = operator_client.get(url)
+    assert page.status_code == 200 and "Refundable now: <strong>1000</strong>" in page.text
+    response = operator_client.post(url, {"credits": "400", "reason": "asked by email"})
+    assert response.status_code == 302
+    assert Refund.objects.get().credits_cents == 400
+    assert get_wallet(buyer).balance_micros == 600 * 1_000_000
+    assert AuditEntry.objects.filter(action="topup.refund").exists()
+
+
+def test_operator_adjusts_a_balance_with_a_reason(buyer: User, operator_client: Client) -> None:
+    wallet = get_wallet(buyer)
+    response = operator_client.post(
+        f"/admin/billing/wallet/{wallet.pk}/adjust/",
+        {"credits": "12.5", "kind": "adjustment", "reason": "outage credit"},
+    )
+    assert response.status_code == 302
+    assert get_wallet(buyer).balance_micros == 12_500_000
+
+
+def test_operator_generates_a_batch_of_codes_as_csv(operator_client: Client) -> None:
+    campaign = Campaign.objects.create(
+        name="Meetup",
+        credit_micros=100_000_000,
+        deadline=timezone.now() + timedelta(days=7),
+        max_redemptions=50,
+    )
+    response = operator_client.post(f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": 5})
+    assert response["Content-Type"] == "text/csv"
+    assert len(response.content.decode().splitlines()) == 6
