@@ -113,6 +113,12 @@ def get_vat_mention(invoice: Invoice) -> str:
     return decision.mention
 
 
+def _pdf_text(text: str) -> str:
+    # The built-in PDF fonts cover Latin-1 only; other characters print as "?" rather than
+    # failing the invoice (the stored invoice keeps the exact text).
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
 def _block(pdf: FPDF, title: str, party: dict[str, str]) -> None:
     pdf.set_font("Helvetica", "B", 10)
     pdf.cell(0, 5, title, new_x="LMARGIN", new_y="NEXT")
@@ -122,7 +128,8 @@ def _block(pdf: FPDF, title: str, party: dict[str, str]) -> None:
         rows.append(f"VAT number: {party['vat_number']}")
     if party.get("email"):
         rows.append(party["email"])
-    pdf.multi_cell(0, 5, "\n".join(r for r in rows if r), new_x="LMARGIN", new_y="NEXT")
+    text = _pdf_text("\n".join(r for r in rows if r))
+    pdf.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
 
 
@@ -140,7 +147,7 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     _block(pdf, "Seller", invoice.seller)
     _block(pdf, "Buyer", invoice.buyer)
     for line in invoice.lines:
-        pdf.cell(140, 6, line["description"])
+        pdf.cell(140, 6, _pdf_text(line["description"]))
         pdf.cell(0, 6, format_eur(line["amount_cents"]), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     totals = [

@@ -83,3 +83,9 @@ def test_only_the_owner_can_download_an_invoice(fake_stripe: FakeStripe, buyer: 
     stranger = Client()
     stranger.force_login(make_buyer("other@example.com"))
     assert stranger.get(f"/billing/invoices/{number}.pdf").status_code == 404
+
+
+def test_pdf_survives_names_outside_latin1(fake_stripe: FakeStripe) -> None:
+    user = make_buyer("pl@example.com", country="PL", legal_name="Łódź Spółka 🚀")
+    pay(user, "10", 1)
+    assert render_invoice_pdf(Invoice.objects.get()).startswith(b"%PDF")
