@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Max
@@ -323,3 +324,19 @@ def current_alert(now: datetime | None = None) -> str:
         f"{ALERT_CODE}: {why}. Providers billed in {', '.join(missing)} are listed but not "
         f"routable: {', '.join(providers)}."
     )
+
+
+FRESH_SET_CACHE_KEY = "catalog:fx:fresh"
+
+
+def refresh_freshness(now: datetime | None = None) -> list[str]:
+    """Bump the catalogue version when the set of usable currencies changed since last time.
+
+    Snapshots evaluate freshness when they load; without this a rate that goes stale at
+    midnight (say the beat stopped) would stay in use until the next catalogue write.
+    """
+    fresh = sorted(fresh_rates(now))
+    if cache.get(FRESH_SET_CACHE_KEY) != fresh:
+        cache.set(FRESH_SET_CACHE_KEY, fresh, timeout=None)
+        mark_catalog_changed()
+    return fresh

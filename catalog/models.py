@@ -111,6 +111,13 @@ class Model(models.Model):
         ]
         return [name for name, on in flags if on]
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        # Deprecation is only honest with a date: it is what the model card and the error show.
+        if self.lifecycle == Lifecycle.DEPRECATED and self.sunset_at is None:
+            raise ValidationError({"sunset_at": "A deprecated model needs a sunset date."})
+
     def is_sunset(self, now: "timezone.datetime | None" = None) -> bool:
         return self.sunset_at is not None and self.sunset_at <= (now or timezone.now())
 

@@ -39,3 +39,9 @@ def daily_ingest() -> dict[str, object]:
 @shared_task(name="catalog.fx_ingest")
 def fx_ingest() -> bool:
     return fx.ingest_fx().ok
+
+
+@shared_task(name="catalog.fx_freshness_check")
+def fx_freshness_check() -> list[str]:
+    """Reload every snapshot when a rate ages out (or back in) between two ingests."""
+    return fx.refresh_freshness()

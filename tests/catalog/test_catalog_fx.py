@@ -285,3 +285,30 @@ def test_the_command_runs_the_ingest(feed: FeedServer) -> None:
     call_command("fx_ingest", stdout=out)
     assert "new rate(s) stored" in out.getvalue()
     assert FxRate.objects.filter(currency="USD").exists()
+
+
+def test_the_freshness_check_reloads_snapshots_when_a_rate_ages_out(feed: FeedServer) -> None:
+    from django.core.cache import cache
+
+    from catalog.snapshot import VERSION_CACHE_KEY
+    from catalog.tasks import fx_freshness_check
+
+    usd_and_eur_catalogue()
+    feed.serve_rates({date(2026, 11, 27): DEFAULT_RATES})
+    fx.ingest_fx(now=datetime(2026, 11, 28, 12, tzinfo=UTC))
+    assert {"CNY", "USD"} <= set(fx.refresh_freshness(datetime(2026, 11, 30, 9, tzinfo=UTC)))
+    version = cache.get(VERSION_CACHE_KEY)
+    assert {"CNY", "USD"} <= set(fx.refresh_freshness(datetime(2026, 11, 30, 10, tzinfo=UTC)))
+    assert cache.get(VERSION_CACHE_KEY) == version  # nothing changed, no reload
+    assert fx.refresh_freshness(datetime(2026, 12, 1, 18, tzinfo=UTC)) == []
+    assert cache.get(VERSION_CACHE_KEY) > version
+    assert isinstance(fx_freshness_check.apply().get(), list)
+
+
+def test_a_deprecated_model_needs_a_sunset_date_in_the_admin_too() -> None:
+    from django.core.exceptions import ValidationError
+
+    model = Model(id="x/y", display_name="Y", owner="x", context_window=10, max_output_tokens=5)
+    model.lifecycle = "deprecated"
+    with pytest.raises(ValidationError, match="sunset"):
+        model.full_clean()
