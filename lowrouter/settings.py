@@ -256,3 +256,32 @@ LOWROUTER_FX_FLOORS = env.dict("LOWROUTER_FX_FLOORS", default={"USD": "1.0"})
 LOWROUTER_PRICE_APPROVAL_PERCENT = env.float("LOWROUTER_PRICE_APPROVAL_PERCENT", default=20.0)
 # Notice period for platform fee increases; the seed docs promise at least 30 days.
 LOWROUTER_FEE_NOTICE_DAYS = max(30, env.int("LOWROUTER_FEE_NOTICE_DAYS", default=30))
+
+# --- Routing: scoring weights and upstream health (routing/scoring.py, routing/health.py) ---
+# Scores are weighted sums of terms normalised to 0..1 across the candidates (lower is better);
+# docs/routing.md explains each term. Price dominates for lowrouter/auto-cheap and sort=price,
+# model size for lowrouter/auto, carbon gains weight with prefer_low_carbon.
+LOWROUTER_ROUTING_WEIGHTS = {
+    "price": env.float("LOWROUTER_ROUTING_W_PRICE", default=1.0),
+    "price_dominant": env.float("LOWROUTER_ROUTING_W_PRICE_DOMINANT", default=20.0),
+    "size": env.float("LOWROUTER_ROUTING_W_SIZE", default=20.0),
+    "latency": env.float("LOWROUTER_ROUTING_W_LATENCY", default=0.5),
+    "latency_dominant": env.float("LOWROUTER_ROUTING_W_LATENCY_DOMINANT", default=20.0),
+    "carbon": env.float("LOWROUTER_ROUTING_W_CARBON", default=0.5),
+    "carbon_preferred": env.float("LOWROUTER_ROUTING_W_CARBON_PREFERRED", default=5.0),
+    "health": env.float("LOWROUTER_ROUTING_W_HEALTH", default=2.0),
+    "preferred_region": env.float("LOWROUTER_ROUTING_W_PREFERRED_REGION", default=3.0),
+    "provider_order": env.float("LOWROUTER_ROUTING_W_PROVIDER_ORDER", default=100.0),
+    "high_grid": env.float("LOWROUTER_ROUTING_W_HIGH_GRID", default=5.0),
+}
+# Grid intensity (gCO2e/kWh) above which a region is deprioritised unless the caller pinned it.
+LOWROUTER_ROUTING_HIGH_GRID_G_PER_KWH = env.float("LOWROUTER_ROUTING_HIGH_GRID", default=600.0)
+# Candidates whose scores are within this percentage of the best are tied (sticky per user).
+LOWROUTER_ROUTING_TIE_PERCENT = env.float("LOWROUTER_ROUTING_TIE_PERCENT", default=1.0)
+# A failing (provider, region) slot is skipped for BASE seconds, doubling per consecutive
+# failure up to MAX; its failures are forgotten DECAY seconds after the last one.
+LOWROUTER_ROUTING_PENALTY_BASE_S = env.float("LOWROUTER_ROUTING_PENALTY_BASE_S", default=10.0)
+LOWROUTER_ROUTING_PENALTY_MAX_S = env.float("LOWROUTER_ROUTING_PENALTY_MAX_S", default=300.0)
+LOWROUTER_ROUTING_DECAY_S = env.float("LOWROUTER_ROUTING_DECAY_S", default=300.0)
+# How long a process trusts its copy of the shared health state (0 = read it on every request).
+LOWROUTER_ROUTING_HEALTH_REFRESH_S = env.float("LOWROUTER_ROUTING_HEALTH_REFRESH_S", default=0.5)

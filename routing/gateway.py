@@ -32,9 +32,9 @@ from billing.spending import (
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView, aget_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
 from lowrouter.asyncdb import DatabaseUnavailable, run_db
-from routing import eco_bridge, upstream
+from routing import eco_bridge, health, upstream
 from routing.errors import ApiError
-from routing.router import RoutePlan, plan_route
+from routing.router import RoutePlan, aplan_route
 from routing.upstream import UpstreamFailure
 from routing.validation import ChatRequest, parse_chat_request, upstream_payload
 
@@ -233,7 +233,9 @@ def _upstream_error(failure: UpstreamFailure) -> ApiError:
     return ApiError(502, "upstream_error", f"Upstream failure: {failure.message}")
 
 
-async def _begin(request_id: str, authorization: str | None, raw_body: bytes) -> Call:
+async def _begin(
+    request_id: str, authorization: str | None, raw_body: bytes, region_header: str | None = None
+) -> Call:
     call = Call(request_id=request_id)
     try:
         call.key = await run_db(authenticate, authorization)
@@ -241,7 +243,7 @@ async def _begin(request_id: str, authorization: str | None, raw_body: bytes) ->
         raise ApiError(401, exc.code, exc.message) from exc
     call.req = parse_chat_request(raw_body)
     call.snapshot = await aget_snapshot()
-    call.plan = plan_route(call.snapshot, call.req, call.key)
+    call.plan = await aplan_route(call.snapshot, call.req, call.key, region_header=region_header)
     try:
         call.hold = await run_db(
             reserve_credits,
@@ -258,10 +260,14 @@ async def _begin(request_id: str, authorization: str | None, raw_body: bytes) ->
 
 
 async def chat_completion(
-    *, authorization: str | None, raw_body: bytes, request_id: str
+    *,
+    authorization: str | None,
+    raw_body: bytes,
+    request_id: str,
+    region_header: str | None = None,
 ) -> HttpResponse:
     try:
-        call = await _begin(request_id, authorization, raw_body)
+        call = await _begin(request_id, authorization, raw_body, region_header)
     except ApiError as err:
         return err.response({"X-Request-ID": request_id})
     except DatabaseUnavailable:
@@ -279,13 +285,21 @@ async def _complete(call: Call) -> HttpResponse:
     for offering in _attempt_order(call):
         started = time.monotonic()
         payload = upstream_payload(call.req, offering.upstream_model, None)
+        slot = (offering.provider_id, offering.region)
         try:
             resp = await upstream.post_json(offering, "/chat/completions", payload)
+            first_byte_ms = int((time.monotonic() - started) * 1000)
             data = await upstream.read_json(resp)
         except UpstreamFailure as exc:
             failure = exc
             trace["attempts"].append(
-                _attempt_record(offering, exc.kind, started, status=exc.status)
+                _attempt_record(
+                    offering, exc.kind, started, status=exc.status, retry_after=exc.retry_after
+                )
+            )
+            # Shared with every process before we move on: the next request skips this slot.
+            await health.anote_failure(
+                slot, kind=exc.kind, status=exc.status, retry_after=exc.retry_after
             )
             if exc.retryable:
                 continue
@@ -304,6 +318,7 @@ async def _complete(call: Call) -> HttpResponse:
             balance = await _settle(call, settlement)
             return _upstream_error(exc).response(_common_headers(call, balance))
         trace["attempts"].append(_attempt_record(offering, "ok", started))
+        health.note_success(slot, first_byte_ms)
         usage = Usage.from_openai(data.get("usage"))
         settlement = _settlement(
             call,
@@ -341,10 +356,15 @@ async def _fail(call: Call, failure: UpstreamFailure | None) -> HttpResponse:
 
 
 def _attempt_order(call: Call) -> list[OfferingView]:
-    """Failover stays in the first candidate's region; at most two retries."""
+    """The winner's region first, best score first; other regions only when neither a region
+    pin nor ``fallback: false`` forbids it (a pinned region is never left). At most two
+    retries."""
     first = call.plan.candidates[0]
     same_region = [o for o in call.plan.candidates if o.region == first.region]
-    return same_region[:MAX_ATTEMPTS]
+    others = [o for o in call.plan.candidates if o.region != first.region]
+    if not call.plan.other_regions_allowed:
+        others = []
+    return (same_region + others)[:MAX_ATTEMPTS]
 
 
 def _sse(obj: dict) -> bytes:
@@ -361,8 +381,10 @@ async def _stream(call: Call) -> HttpResponse:
         started = time.monotonic()
         payload = upstream_payload(call.req, offering.upstream_model, None)
         resp = None
+        slot = (offering.provider_id, offering.region)
         try:
             resp = await upstream.post_json(offering, "/chat/completions", payload)
+            first_byte_ms = int((time.monotonic() - started) * 1000)
             events = upstream.iter_sse(resp)
             # Failover is only possible before the first byte reaches the client, so the
             # first event is read here, inside the attempt.
@@ -378,6 +400,7 @@ async def _stream(call: Call) -> HttpResponse:
             failure = exc
         else:
             trace["attempts"].append(_attempt_record(offering, "ok", started))
+            health.note_success(slot, first_byte_ms)
             relay = _relay(call, offering, resp, events, first_chunk)
             response = StreamingHttpResponse(relay, content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
@@ -391,7 +414,16 @@ async def _stream(call: Call) -> HttpResponse:
         if resp is not None:
             resp.close()
         trace["attempts"].append(
-            _attempt_record(offering, failure.kind, started, status=failure.status)
+            _attempt_record(
+                offering,
+                failure.kind,
+                started,
+                status=failure.status,
+                retry_after=failure.retry_after,
+            )
+        )
+        await health.anote_failure(
+            slot, kind=failure.kind, status=failure.status, retry_after=failure.retry_after
         )
         if not failure.retryable and failure.kind != "cut":
             settlement = _settlement(

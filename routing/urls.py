@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from routing import views
+from routing import providers_api, views
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="chat-completions"),
@@ -10,5 +10,6 @@ urlpatterns = [
     path("metrics/<str:generation_id>", views.generation_metrics, name="generation-metrics"),
     path("credits", views.credits, name="credits"),
     path("key", views.key_status, name="key"),
+    path("providers", providers_api.list_providers, name="providers"),
     re_path(r"^(?P<rest>.*)$", views.api_not_found),
 ]

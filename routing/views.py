@@ -43,7 +43,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     except RequestDataTooBig:
         return body_too_large(limit).response({"X-Request-ID": request_id})
     return await gateway.chat_completion(
-        authorization=request.headers.get("Authorization"), raw_body=raw, request_id=request_id
+        authorization=request.headers.get("Authorization"),
+        raw_body=raw,
+        request_id=request_id,
+        region_header=request.headers.get("X-LowRouter-Region"),
     )
 
 

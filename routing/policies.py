@@ -1,0 +1,104 @@
+"""Account routing defaults held in memory, so routing adds no database query per request.
+
+Every account's policy is loaded into one immutable map, reloaded when the version counter in
+the shared cache moves (bumped by ``save_policy``/``delete_policy``), checked at most every
+CHECK_INTERVAL seconds: the same pattern as the catalogue snapshot. Policies are few (an
+account sets one at most) and small, so the whole table fits in every process.
+"""
+
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+
+from routing.models import AccountRoutingPolicy
+
+VERSION_CACHE_KEY = "routing:policy-version"
+CHECK_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class AccountPolicy:
+    account_id: int
+    preferred_region: str = ""
+    prefer_low_carbon: bool = False
+    fixed_provider: str = ""
+    provider_allowlist: tuple[str, ...] = ()
+    provider_denylist: tuple[str, ...] = ()
+
+
+NO_POLICY = AccountPolicy(account_id=0)
+
+
+def _as_policy(row: AccountRoutingPolicy) -> AccountPolicy:
+    return AccountPolicy(
+        account_id=row.account_id,
+        preferred_region=row.preferred_region,
+        prefer_low_carbon=row.prefer_low_carbon,
+        fixed_provider=row.fixed_provider,
+        provider_allowlist=tuple(str(p) for p in row.provider_allowlist or ()),
+        provider_denylist=tuple(str(p) for p in row.provider_denylist or ()),
+    )
+
+
+class _State:
+    version: int | None = None
+    policies: dict[int, AccountPolicy] = {}
+    checked_at: float = 0.0
+
+
+_state = _State()
+
+
+def mark_policies_changed() -> None:
+    try:
+        cache.incr(VERSION_CACHE_KEY)
+    except ValueError:
+        cache.set(VERSION_CACHE_KEY, 1, timeout=None)
+    _state.checked_at = 0.0
+
+
+def save_policy(*, account_id: int, **fields: object) -> AccountRoutingPolicy:
+    """Create or update an account's routing defaults; effective on every process within
+    CHECK_INTERVAL."""
+    row, _ = AccountRoutingPolicy.objects.update_or_create(account_id=account_id, defaults=fields)
+    mark_policies_changed()
+    return row
+
+
+def delete_policy(*, account_id: int) -> None:
+    AccountRoutingPolicy.objects.filter(account_id=account_id).delete()
+    mark_policies_changed()
+
+
+def _refresh() -> dict[int, AccountPolicy]:
+    now = time.monotonic()
+    if _state.version is not None and now - _state.checked_at < CHECK_INTERVAL:
+        return _state.policies
+    version = int(cache.get(VERSION_CACHE_KEY) or 0)
+    _state.checked_at = now
+    if version != _state.version:
+        _state.policies = {
+            row.account_id: _as_policy(row) for row in AccountRoutingPolicy.objects.all()
+        }
+        _state.version = version
+    return _state.policies
+
+
+def get_policy(account_id: int) -> AccountPolicy:
+    return _refresh().get(account_id, NO_POLICY)
+
+
+async def aget_policy(account_id: int) -> AccountPolicy:
+    """The account's policy for the event loop: no I/O at all while the copy is fresh."""
+    if _state.version is not None and time.monotonic() - _state.checked_at < CHECK_INTERVAL:
+        return _state.policies.get(account_id, NO_POLICY)
+    policies = await sync_to_async(_refresh, thread_sensitive=False)()
+    return policies.get(account_id, NO_POLICY)
+
+
+def reset_policies() -> None:
+    _state.version = None
+    _state.policies = {}
+    _state.checked_at = 0.0
