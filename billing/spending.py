@@ -124,15 +124,29 @@ def _reserve_key_period(
     *, key_id: int, key_name: str, period: str, start: date, limit, amount: int, now: datetime
 ) -> None:
     rows = KeySpend.objects.filter(key_id=key_id, period=period, period_start=start)
-    if limit is None:
-        rows.update(reserved_micros=F("reserved_micros") + amount)
-        return
-    limit_micros = credits_to_micros(limit)
+    limit_micros = credits_to_micros(limit) if limit is not None else None
     # Matches only when spent + reserved + this hold stays within the limit.
-    fits = rows.filter(reserved_micros__lte=Value(limit_micros - amount) - F("spent_micros"))
+    fits = (
+        rows
+        if limit_micros is None
+        else rows.filter(reserved_micros__lte=Value(limit_micros - amount) - F("spent_micros"))
+    )
     if fits.update(reserved_micros=F("reserved_micros") + amount) == 1:
         return
-    row = rows.values("spent_micros", "reserved_micros").first() or {}
+    row = rows.values("spent_micros", "reserved_micros").first()
+    if row is None:
+        # The per-process cache of existing rows was wrong (never in production, where rows
+        # are never deleted; after a test flush it can be): create the row and try once more.
+        day, month = period_starts(now)
+        _known_spend_rows.difference_update(
+            {(key_id, SpendPeriod.DAY, day), (key_id, SpendPeriod.MONTH, month)}
+        )
+        _ensure_spend_rows(key_id, day, month)
+        if fits.update(reserved_micros=F("reserved_micros") + amount) == 1:
+            return
+        row = rows.values("spent_micros", "reserved_micros").first() or {}
+    if limit_micros is None:
+        raise RuntimeError(f"key spend row for key {key_id} could not be created")
     remaining = max(0, limit_micros - row.get("spent_micros", 0) - row.get("reserved_micros", 0))
     label = "daily" if period == SpendPeriod.DAY else "monthly"
     refused = SpendRefused(
