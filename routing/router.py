@@ -129,15 +129,18 @@ def _healthy(_: _Layers, o: OfferingView, health: dict[Slot, SlotHealth]) -> str
     return ""
 
 
+# The operator's state is checked after the caller's limits, so that a pin to a provider or region
+# whose only offering is switched off answers with that reason rather than "nothing there".
 STEPS = (
-    _Step("operator", "", _operator),
     _Step("request_provider", "no_allowed_provider", _request_provider),
     _Step("request_region", "no_provider_in_region", _request_region),
     _Step("key_region", "no_provider_in_region", _key_region),
     _Step("account_provider", "no_allowed_provider", _account_provider),
     _Step("price", "price_ceiling_too_low", _price_ceiling),
+    _Step("operator", "", _operator),
     _Step("health", "all_candidates_unhealthy", _healthy),
 )
+_OPERATOR_STEP = 5
 _CAPABILITY_STEP = -1
 
 
@@ -223,7 +226,7 @@ def _filter(
         for o in survivors:
             why = step.test(layers, o, health)
             if why:
-                if index == 0:
+                if index == _OPERATOR_STEP:
                     operator_reasons.add(why)
                 removed.append(
                     {"model": model.id, "provider": o.provider_id, "region": o.region, "why": why}
@@ -271,7 +274,7 @@ def _nothing_eligible(
             + (", ".join(sorted(req.needs)) or "its context length")
             + ").",
         )
-    if furthest == 0:
+    if furthest == _OPERATOR_STEP:
         reasons = sorted(operator_reasons) or ["no_available_provider"]
         detail = "; ".join(_UNAVAILABLE_MESSAGES.get(r, r) for r in reasons)
         return ApiError(
