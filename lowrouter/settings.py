@@ -5,6 +5,7 @@ Celery tasks run eagerly. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQ
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import environ
