@@ -291,7 +291,9 @@ def build_model_rows(models: list[ModelView]) -> list[ModelRow]:
     """One line per model: its cheapest routable offering's prices (as the API's summary)."""
     rows = []
     for m in models:
-        usable = [o for o in m.offerings if o.usable and o.prompt_eur is not None]
+        priced = [o for o in m.offerings if o.prompt_eur is not None]
+        # A listed-but-not-routable model still shows its price, next to the reason it is not.
+        usable = [o for o in priced if o.usable] or priced
         cheapest = min(usable, key=lambda o: o.prompt_eur + o.completion_eur, default=None)
         fee = m.platform_fee_eur
         rows.append(
@@ -306,7 +308,7 @@ def build_model_rows(models: list[ModelView]) -> list[ModelRow]:
                     if cheapest
                     else None
                 ),
-                routable=cheapest is not None,
+                routable=any(o.usable for o in m.offerings),
             )
         )
     return rows

@@ -22,6 +22,7 @@ from catalog.pages import (
     build_model_rows,
     build_offering_rows,
     current_eco_context,
+    format_published,
     is_china_route,
     summarize_eco,
 )
@@ -93,6 +94,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         "model": model,
         "offerings": build_offering_rows([(model, o) for o in model.offerings], eco),
         "eco": summarize_eco(model, eco),
+        "fee": format_published(model.platform_fee_eur) if model.platform_fee_eur else "",
     }
     return render(request, "catalog/model_detail.html", context)
 
