@@ -10,6 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from billing.models import Generation
 from billing.money import format_credits, micros_to_credits
 from billing.spending import account_credits, balance_of, key_spend_status
+from catalog.filters import FilterError, filter_models
 from catalog.presenters import model_to_api
 from catalog.snapshot import get_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
@@ -82,10 +83,13 @@ def list_models(request: HttpRequest) -> HttpResponse:
     except ApiError as err:
         return err.response()
     snapshot = get_snapshot()
-    models = [
-        model_to_api(m) for m in snapshot.models.values() if key is None or key.allows_model(m.id)
-    ]
-    return _json({"object": "list", "data": models}, key)
+    visible = [m for m in snapshot.models.values() if key is None or key.allows_model(m.id)]
+    try:
+        # The same filters as the model browser's URL parameters (one implementation).
+        chosen = filter_models(visible, request.GET)
+    except FilterError as exc:
+        return ApiError(400, "invalid_filter", exc.message, param=exc.param).response()
+    return _json({"object": "list", "data": [model_to_api(m) for m in chosen]}, key)
 
 
 def retrieve_model(request: HttpRequest, model_id: str) -> HttpResponse:

@@ -187,3 +187,14 @@ def test_second_key_of_same_account_works_independently(post, funded):
     _, token2 = create_key(account=funded.user, name="second")
     revoke_key(funded.key)
     assert post(token2, json=BODY).status_code == 200
+
+
+def test_models_api_filters_match_the_browser_and_reject_bad_values(gateway, catalogue):
+    ok = httpx.get(gateway.api + "/models", params={"provider": "demo", "capability": "tool_use"})
+    assert [m["id"] for m in ok.json()["data"]] == ["demo/echo-small"]
+    none = httpx.get(gateway.api + "/models", params={"capability": "vision"})
+    assert none.json()["data"] == []
+    err = assert_error(
+        httpx.get(gateway.api + "/models", params={"min_context": "lots"}), 400, "invalid_filter"
+    )
+    assert err["param"] == "min_context"
