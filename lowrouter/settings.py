@@ -265,7 +265,7 @@ LOWROUTER_PRICE_APPROVAL_PERCENT = env.float("LOWROUTER_PRICE_APPROVAL_PERCENT",
 LOWROUTER_FEE_NOTICE_DAYS = max(30, env.int("LOWROUTER_FEE_NOTICE_DAYS", default=30))
 
 # --- Routing: scoring weights and upstream health (routing/scoring.py, routing/health.py) ---
-# Scores are weighted sums of terms normalised to 0..1 across the candidates (lower is better);
+# Scores are weighted sums of terms scaled 0..1 against the best candidate (lower is better);
 # docs/routing.md explains each term. Price dominates for lowrouter/auto-cheap and sort=price,
 # model size for lowrouter/auto, carbon gains weight with prefer_low_carbon.
 LOWROUTER_ROUTING_WEIGHTS = {
@@ -274,7 +274,7 @@ LOWROUTER_ROUTING_WEIGHTS = {
     "size": env.float("LOWROUTER_ROUTING_W_SIZE", default=20.0),
     "latency": env.float("LOWROUTER_ROUTING_W_LATENCY", default=0.5),
     "latency_dominant": env.float("LOWROUTER_ROUTING_W_LATENCY_DOMINANT", default=20.0),
-    "carbon": env.float("LOWROUTER_ROUTING_W_CARBON", default=0.5),
+    "carbon": env.float("LOWROUTER_ROUTING_W_CARBON", default=0.25),
     "carbon_preferred": env.float("LOWROUTER_ROUTING_W_CARBON_PREFERRED", default=5.0),
     "health": env.float("LOWROUTER_ROUTING_W_HEALTH", default=2.0),
     "preferred_region": env.float("LOWROUTER_ROUTING_W_PREFERRED_REGION", default=3.0),

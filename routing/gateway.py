@@ -301,7 +301,8 @@ async def _complete(call: Call) -> HttpResponse:
             await health.anote_failure(
                 slot, kind=exc.kind, status=exc.status, retry_after=exc.retry_after
             )
-            if exc.retryable:
+            # A body cut before it was read has not reached the client either: fail over.
+            if exc.retryable or exc.kind == "cut":
                 continue
             # A 4xx caused by the request: returned as is; billed only if it consumed tokens.
             usage = Usage.from_openai(exc.usage)

@@ -1,13 +1,17 @@
 """Score the candidates that survived every constraint, and break ties.
 
-Each term is normalised to 0..1 across the candidates (value / largest value, so ratios are
-kept) and multiplied by its weight from LOWROUTER_ROUTING_WEIGHTS; the cost is their sum and the
-score ``1 / (1 + cost)`` (higher wins). Unknown values (no latency sample yet, no grid data)
-take the mean of the known ones, so they neither win nor lose on that term.
+Price, size, latency and carbon are measured against the best candidate on a log scale:
+``min(log2(value / best), 4) / 4``, so the best scores 0, twice the best 0.25, sixteen times or
+more 1. Being relative to the best (not to the worst) keeps one outlier from flattening the
+differences between the others. Each term is multiplied by its weight from
+LOWROUTER_ROUTING_WEIGHTS; the cost is their sum and the score ``1 / (1 + cost)`` (higher wins).
+Unknown values (no latency sample yet, no grid data) take the mean of the known ones, so they
+neither win nor lose on that term.
 Floats are fine here: scores rank candidates, no money is computed from them.
 """
 
 import hashlib
+import math
 import random
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -101,13 +105,26 @@ def fill_carbon(candidates: list[Candidate], ctx: EcoContext | None) -> None:
             c.carbon_g_per_1k = None
 
 
+RATIO_CAP_LOG2 = 4.0  # sixteen times the best is as bad as it gets
+
+
+def _relative(value: float, best: float) -> float:
+    if value <= best:
+        return 0.0
+    if best <= 0:
+        return 1.0
+    return min(math.log2(value / best), RATIO_CAP_LOG2) / RATIO_CAP_LOG2
+
+
 def _normalised(values: list[float | None]) -> list[float]:
     known = [v for v in values if v is not None]
-    top = max(known, default=0.0)
-    if top <= 0:
+    if not known:
         return [0.0 for _ in values]
-    neutral = sum(known) / len(known) / top
-    return [neutral if v is None else v / top for v in values]
+    best = min(known)
+    terms = [None if v is None else _relative(v, best) for v in values]
+    known_terms = [t for t in terms if t is not None]
+    neutral = sum(known_terms) / len(known_terms)
+    return [neutral if t is None else t for t in terms]
 
 
 def score_candidates(candidates: list[Candidate], prefs: Preferences) -> None:
