@@ -34,8 +34,3 @@ def _webhook_secret(settings: Any) -> None:
 @pytest.fixture
 def buyer(db: None) -> User:
     return make_buyer()
-
-
-@pytest.fixture(autouse=True)
-def _billing_urls(settings: Any) -> None:
-    settings.ROOT_URLCONF = "payments_urls"

@@ -5,7 +5,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import httpx
-import pytest
 from django.utils import timezone
 
 from billing.ledger import ledger_sum
@@ -20,12 +19,6 @@ BODY = {
     "messages": [{"role": "user", "content": "hi"}],
     "max_tokens": 10,
 }
-
-
-@pytest.fixture(autouse=True)
-def _project_urls(settings) -> None:
-    # tests/billing/conftest.py narrows the URLconf for the payment tests; these need the API.
-    settings.ROOT_URLCONF = "lowrouter.urls"
 
 
 def post(gateway, token: str, body: dict = BODY) -> httpx.Response:
