@@ -89,7 +89,8 @@ def test_cost_follows_the_prices_in_force(client, funded):
     gen = Generation.objects.get(pk=resp.model_extra["lowrouter"]["generation_id"])
     # Offering: prompt 1.00, cached 0.25, completion 2.00 EUR/1M; platform fee 0.50 EUR/1M.
     expected_eur = (
-        Decimal(gen.prompt_tokens) * Decimal("1.50") + Decimal(gen.completion_tokens) * Decimal("2.50")
+        Decimal(gen.prompt_tokens) * Decimal("1.50")
+        + Decimal(gen.completion_tokens) * Decimal("2.50")
     ) / Decimal(1_000_000)
     assert gen.cost_micros == int((expected_eur * 100 * 1_000_000).to_integral_value())
     assert gen.prompt_price_eur == Decimal("1.00")
