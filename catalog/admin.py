@@ -43,7 +43,20 @@ class CatalogWriteMixin:
         _changed_on_commit()
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        repriced = [
+            f.instance
+            for f in formset.forms
+            if f.instance.pk
+            and isinstance(f.instance, Offering)
+            and f.has_changed()
+            and set(f.changed_data) & set(prices.PRICE_FIELDS)
+        ]
+        old = {o.pk: Offering.objects.get(pk=o.pk) for o in repriced}
         super().save_formset(request, form, formset, change)  # type: ignore[misc]
+        for offering in repriced:
+            prices.record_admin_price(
+                offering=offering, before=old[offering.pk], by=request.user.get_username()
+            )
         _changed_on_commit()
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
@@ -193,6 +206,14 @@ class OfferingAdmin(CatalogWriteMixin, admin.ModelAdmin):
     list_filter = ["enabled", "provider", "region"]
     search_fields = ["model__id", "upstream_model"]
     actions = ["soft_disable", "enable"]
+
+    def save_model(self, request: HttpRequest, obj: Offering, form: Any, change: bool) -> None:
+        before = Offering.objects.get(pk=obj.pk) if change else None
+        super().save_model(request, obj, form, change)
+        if before is None:
+            prices.record_initial_price(offering=obj, source=f"admin:{request.user.get_username()}")
+        elif set(form.changed_data) & set(prices.PRICE_FIELDS):
+            prices.record_admin_price(offering=obj, before=before, by=request.user.get_username())
 
     @admin.action(description="Soft-disable offerings")
     def soft_disable(self, request: HttpRequest, queryset: QuerySet) -> None:

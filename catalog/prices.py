@@ -76,6 +76,23 @@ def record_initial_price(*, offering: Offering, source: str) -> PriceChange:
     )
 
 
+def record_admin_price(*, offering: Offering, before: Offering, by: str) -> PriceChange:
+    """History row for a price an operator typed in the admin (their edit is the approval)."""
+    now = timezone.now()
+    return PriceChange.objects.create(
+        offering=offering,
+        status=PriceChangeStatus.APPLIED,
+        source=f"admin:{by}",
+        decided_by=by,
+        effective_at=now,
+        created_at=now,
+        old_prompt_price=before.prompt_price,
+        old_completion_price=before.completion_price,
+        old_cached_prompt_price=before.cached_prompt_price,
+        **_current_prices(offering),
+    )
+
+
 def propose_price(
     *,
     offering: Offering,

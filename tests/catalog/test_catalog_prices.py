@@ -220,3 +220,27 @@ def test_the_daily_task_runs_every_step(tmp_path: Path, feed: FeedServer, settin
     assert result["fx_ok"] and result["fx_stale"] == []
     assert result["price_lists"] == [{"provider": "acme", "applied": 1, "pending": 0, "error": ""}]
     assert Provider.objects.filter(id="acme").exists()
+
+
+def test_a_price_typed_in_the_admin_is_kept_in_history(tmp_path: Path) -> None:
+    sync_catalogue(write(tmp_path))
+    o = offering()
+    client = Client()
+    client.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-1"))
+    response = client.post(
+        f"/admin/catalog/offering/{o.pk}/change/",
+        {
+            "model": "acme/big",
+            "provider": "acme",
+            "region": "us-east",
+            "upstream_model": "big-1",
+            "prompt_price": "1.25",
+            "completion_price": "4.00",
+            "cached_prompt_price": "",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    last = prices.price_history(offering())[-1]
+    assert (last.old_prompt_price, last.prompt_price) == (Decimal("1.00"), Decimal("1.25"))
+    assert last.source == "admin:ops@example.com"
