@@ -106,6 +106,9 @@ def fill_carbon(candidates: list[Candidate], ctx: EcoContext | None) -> None:
 
 
 RATIO_CAP_LOG2 = 4.0  # sixteen times the best is as bad as it gets
+# Added to every latency before comparing: 3 ms against 5 ms is noise, not "66% slower", and
+# must not break a tie (or a user's stickiness) that real differences would not.
+LATENCY_FLOOR_MS = 100.0
 
 
 def _relative(value: float, best: float) -> float:
@@ -141,7 +144,12 @@ def score_candidates(candidates: list[Candidate], prefs: Preferences) -> None:
     size = [
         1.0 if c.model.active_params_b is None else s for c, s in zip(candidates, size, strict=True)
     ]
-    latency = _normalised([c.health.latency_ms for c in candidates])
+    latency = _normalised(
+        [
+            None if c.health.latency_ms is None else c.health.latency_ms + LATENCY_FLOOR_MS
+            for c in candidates
+        ]
+    )
     carbon = _normalised([c.carbon_g_per_1k for c in candidates])
     order = prefs.provider_order
     high_grid = settings.LOWROUTER_ROUTING_HIGH_GRID_G_PER_KWH
