@@ -22,3 +22,11 @@ def send_invoice_email(invoice_id: int) -> None:
     message.attach(f"{invoice.number}.pdf", render_invoice_pdf(invoice), "application/pdf")
     message.send()
     mark_emailed(invoice.pk)
+
+
+@shared_task(name="billing.release_orphaned_holds")
+def release_orphaned_holds() -> int:
+    """Give back credit held by requests whose process died before settling."""
+    from billing.spending import release_orphaned_holds as release
+
+    return release()

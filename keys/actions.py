@@ -6,8 +6,20 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import record_audit
 from accounts.models import User
 from keys.models import ApiKey
+
+POLICY_FIELDS = (
+    "name",
+    "models",
+    "region",
+    "daily_credit_limit",
+    "monthly_credit_limit",
+    "expires_at",
+    "prefer_low_carbon",
+    "enabled",
+)
 
 
 class KeyPolicyError(ValueError):
@@ -34,6 +46,7 @@ def create_key(
     expires_at: datetime | None = None,
     prefer_low_carbon: bool = False,
     enabled: bool = True,
+    actor: User | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its token: the only time the token exists in clear."""
     if not name.strip():
@@ -53,11 +66,59 @@ def create_key(
     )
     token = key.set_new_token()
     key.save()
+    record_audit(
+        actor=actor,
+        account=account,
+        action="key.create",
+        target=f"key:{key.pk}",
+        changes={f: _jsonable(getattr(key, f)) for f in POLICY_FIELDS},
+    )
     return key, token
 
 
-def revoke_key(key: ApiKey) -> None:
+def _jsonable(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+@transaction.atomic
+def update_key(key: ApiKey, *, actor: User | None = None, **changes: object) -> ApiKey:
+    """Edit a key's policy. Effective on the next request: keys are read per request."""
+    unknown = set(changes) - set(POLICY_FIELDS)
+    if unknown:
+        raise KeyPolicyError(f"Unknown key fields: {', '.join(sorted(unknown))}.")
+    for name in ("daily_credit_limit", "monthly_credit_limit"):
+        if name in changes:
+            changes[name] = _check_limit(name, changes[name])
+    before = {f: _jsonable(getattr(key, f)) for f in changes}
+    for name, value in changes.items():
+        setattr(key, name, value)
+    key.save(update_fields=list(changes))
+    diff = {f: [before[f], _jsonable(getattr(key, f))] for f in changes}
+    record_audit(
+        actor=actor,
+        account=key.account_id,
+        action="key.update",
+        target=f"key:{key.pk}",
+        changes=diff,
+    )
+    return key
+
+
+@transaction.atomic
+def revoke_key(key: ApiKey, *, actor: User | None = None) -> None:
     """Revocation is final: the digest stays (history) but never authenticates again."""
-    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+    revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now(), enabled=False
     )
+    if revoked:
+        record_audit(
+            actor=actor,
+            account=key.account_id,
+            action="key.revoke",
+            target=f"key:{key.pk}",
+            changes={},
+        )

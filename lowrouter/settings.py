@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -123,6 +124,19 @@ else:
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_IGNORE_RESULT = True
+# The whole beat schedule, one place (times UTC).
+CELERY_BEAT_SCHEDULE = {
+    # The ECB publishes around 16:00 CET (15:00 UTC in winter, 14:00 in summer); 16:30 UTC is
+    # after it all year. Then the catalogue file, remote price lists and due fee changes.
+    "catalogue-daily-ingest": {
+        "task": "catalog.daily_ingest",
+        "schedule": crontab(minute=30, hour=16),
+    },
+    # Rates age out at day boundaries between ingests: re-check hourly so soft-disable is prompt.
+    "fx-freshness-check": {"task": "catalog.fx_freshness_check", "schedule": crontab(minute=5)},
+    # Holds of processes that died mid-request; requests never live 30 minutes.
+    "release-orphaned-holds": {"task": "billing.release_orphaned_holds", "schedule": 300.0},
+}
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
