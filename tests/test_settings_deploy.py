@@ -1,0 +1,44 @@
+"""Production settings pass Django's deployment checks and refuse insecure defaults."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(60),
+        ALLOWED_HOSTS="lowrouter.example",
+        LOWROUTER_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_production_refuses_a_missing_or_weak_secret_key(tmp_path):
+    missing = run_manage("check", DEBUG="false", LOWROUTER_DATA_DIR=str(tmp_path))
+    assert missing.returncode != 0
+    assert "SECRET_KEY must be set" in missing.stderr
+    weak = run_manage("check", DEBUG="false", SECRET_KEY="short", LOWROUTER_DATA_DIR=str(tmp_path))
+    assert weak.returncode != 0
+    assert "too weak" in weak.stderr
