@@ -21,7 +21,8 @@ run: $(STAMP)
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py catalog_sync
 	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) manage.py demo_setup --base-url http://$(HOST):$(PORT)
+	$(PY) manage.py demo_setup --base-url http://$(HOST):$(PORT) \
+		--demo-upstream http://127.0.0.1:$(DEMO_UPSTREAM_PORT)/v1
 	@trap 'kill $$UPSTREAM 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py demo_upstream --port $(DEMO_UPSTREAM_PORT) & UPSTREAM=$$!; \
 	$(VENV)/bin/uvicorn lowrouter.asgi:application --host $(HOST) --port $(PORT) --no-access-log

@@ -5,6 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.models import User
+from catalog.models import Provider
+from catalog.snapshot import mark_catalog_changed
 from billing.accounts import create_account
 from billing.ledger import ledger_sum
 from keys.actions import create_key, revoke_key
@@ -25,8 +27,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+        parser.add_argument(
+            "--demo-upstream",
+            default="",
+            help="Point the `demo` provider at this URL (e.g. http://127.0.0.1:8100/v1).",
+        )
 
     def handle(self, *args: object, **opts: object) -> None:
+        if opts["demo_upstream"]:
+            Provider.objects.filter(id="demo").update(base_url=str(opts["demo_upstream"]))
+            mark_catalog_changed()
         admin_password = secrets.token_urlsafe(12)
         admin = User.objects.filter(email=ADMIN_EMAIL).first()
         if admin is None:
