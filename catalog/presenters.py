@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 from catalog.snapshot import ModelView, OfferingView
+from eco.estimate import EcoContext, energy_wh_per_1k_tokens, grams_per_1k_tokens
 
 _PER_1K = Decimal(1000)
 
@@ -14,9 +15,27 @@ def per_1k(per_1m: Decimal | None) -> str | None:
     return str((per_1m / _PER_1K).quantize(Decimal("0.00000001")).normalize())
 
 
-def offering_to_api(model: ModelView, o: OfferingView) -> dict:
+def _eco_per_1k(eco: EcoContext | None, model: ModelView, o: OfferingView) -> dict | None:
+    """Energy and carbon per 1K tokens of this model in this region, current methodology."""
+    if eco is None or eco.current_version is None or model.active_params_b is None:
+        return None
+    carbon = grams_per_1k_tokens(
+        eco, active_params_b=model.active_params_b, provider=o.provider_id, region=o.region
+    )
+    energy = energy_wh_per_1k_tokens(eco, active_params_b=model.active_params_b)
+    if carbon is None and energy is None:
+        return None
+    return {
+        "energy_wh_per_1k_tokens": energy,
+        "carbon_g_per_1k_tokens": carbon,
+        "methodology_version": eco.current_version,
+    }
+
+
+def offering_to_api(model: ModelView, o: OfferingView, eco: EcoContext | None = None) -> dict:
     fee = model.platform_fee_eur
     return {
+        "eco": _eco_per_1k(eco, model, o),
         "provider": o.provider_id,
         "region": o.region,
         "available": o.usable,
@@ -33,8 +52,8 @@ def offering_to_api(model: ModelView, o: OfferingView) -> dict:
     }
 
 
-def model_to_api(model: ModelView) -> dict:
-    offerings = [offering_to_api(model, o) for o in model.offerings]
+def model_to_api(model: ModelView, eco: EcoContext | None = None) -> dict:
+    offerings = [offering_to_api(model, o, eco) for o in model.offerings]
     usable = [o for o in model.offerings if o.usable]
     cheapest = min(usable, key=lambda o: o.prompt_eur + o.completion_eur, default=None)
     return {
@@ -57,6 +76,11 @@ def model_to_api(model: ModelView) -> dict:
             ),
             "accuracy": model.params_accuracy,
             "nominal": model.params_nominal,
+            "energy_wh_per_1k_tokens": (
+                energy_wh_per_1k_tokens(eco, active_params_b=model.active_params_b)
+                if eco is not None and eco.current_version and model.active_params_b is not None
+                else None
+            ),
         },
         "lifecycle": {
             "status": model.lifecycle,

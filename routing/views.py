@@ -89,7 +89,7 @@ def list_models(request: HttpRequest) -> HttpResponse:
         chosen = filter_models(visible, request.GET)
     except FilterError as exc:
         return ApiError(400, "invalid_filter", exc.message, param=exc.param).response()
-    return _json({"object": "list", "data": [model_to_api(m) for m in chosen]}, key)
+    return _json({"object": "list", "data": [model_to_api(m, snapshot.eco) for m in chosen]}, key)
 
 
 def retrieve_model(request: HttpRequest, model_id: str) -> HttpResponse:
@@ -99,12 +99,13 @@ def retrieve_model(request: HttpRequest, model_id: str) -> HttpResponse:
         key = _optional_key(request)
     except ApiError as err:
         return err.response()
-    model = get_snapshot().model(model_id)
+    snapshot = get_snapshot()
+    model = snapshot.model(model_id)
     if model is None or (key is not None and not key.allows_model(model.id)):
         return ApiError(
             404, "model_not_found", f"The model '{model_id}' does not exist.", param="model"
         ).response()
-    return _json(model_to_api(model), key)
+    return _json(model_to_api(model, snapshot.eco), key)
 
 
 def generation_to_api(gen: Generation) -> dict:

@@ -87,3 +87,15 @@ def test_changing_the_current_version_affects_only_new_generations(client):
     assert g1.methodology_version == "v0.4-2026-01"
     assert g2.methodology_version == "ecologits-0.11.3"
     assert second.model_extra["lowrouter"]["eco"]["methodology_version"] == "ecologits-0.11.3"
+
+
+def test_models_api_reports_eco_per_region(gateway, catalogue):
+    model = httpx.get(gateway.api + "/models/demo/echo-small").json()
+    assert model["eco"]["active_params_b"] == 3.0
+    assert model["eco"]["accuracy"] == "gross"
+    expected_wh = (8.91e-5 * 3 + 1.43e-3) * 1000
+    assert model["eco"]["energy_wh_per_1k_tokens"] == pytest.approx(expected_wh)
+    (offering,) = model["offerings"]
+    assert offering["region"] == "local"
+    assert offering["eco"]["carbon_g_per_1k_tokens"] > 0
+    assert offering["eco"]["energy_wh_per_1k_tokens"] == pytest.approx(expected_wh)
