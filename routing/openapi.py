@@ -1,0 +1,281 @@
+"""The OpenAPI 3.0 description of the public API, served at /api/v1/openapi.json.
+
+Written by hand from what the views accept and answer (the fuzz suite in tests/reliability runs
+schemathesis against it, so a drift between this and the views shows up there). Every error
+answer shares one documented shape: ``{"error": {"type", "code", "message", "param"}}``.
+"""
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from routing.errors import ApiError
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _errors(*statuses: int) -> dict:
+    descriptions = {
+        400: "Invalid request",
+        401: "Missing, malformed, revoked, disabled or expired API key",
+        402: "Insufficient credits",
+        403: "Model not allowed for this key",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Body too large",
+        429: "Key limit reached or rate limited",
+        502: "Upstream failure",
+        503: "No provider available, or the gateway's database is unreachable",
+        504: "Upstream timeout",
+    }
+    return {
+        str(s): {
+            "description": descriptions[s],
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+        for s in statuses
+    }
+
+
+def _json_ok(schema: dict, description: str = "OK") -> dict:
+    return {
+        "200": {"description": description, "content": {"application/json": {"schema": schema}}}
+    }
+
+
+_MESSAGE = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "object"}},
+            ],
+            "nullable": True,
+        },
+        "name": {"type": "string"},
+        "tool_call_id": {"type": "string"},
+        "tool_calls": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+_CHAT_REQUEST = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "description": "A LowRouter model id, e.g. demo/echo-small"},
+        "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "max_completion_tokens": {"type": "integer", "minimum": 1},
+        "stream": {"type": "boolean"},
+        "stream_options": {
+            "type": "object",
+            "properties": {"include_usage": {"type": "boolean"}},
+        },
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "n": {"type": "integer"},
+        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "seed": {"type": "integer"},
+        "user": {"type": "string"},
+        "tools": {"type": "array", "items": {"type": "object"}},
+        "tool_choice": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+        "response_format": {"type": "object"},
+        "metadata": {"type": "object"},
+        "route": {
+            "type": "object",
+            "description": "LowRouter routing options for this request (region, providers).",
+        },
+    },
+}
+
+_LOWROUTER_BLOCK = {
+    "type": "object",
+    "properties": {
+        "generation_id": {"type": "string"},
+        "provider": {"type": "string"},
+        "region": {"type": "string"},
+        "eco": {"type": "object"},
+    },
+}
+
+_CHAT_RESPONSE = {
+    "type": "object",
+    "required": ["id", "object", "model", "choices"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {"type": "array", "items": {"type": "object"}},
+        "usage": {"type": "object"},
+        "lowrouter": _LOWROUTER_BLOCK,
+    },
+}
+
+_MODEL = {
+    "type": "object",
+    "required": ["id", "object"],
+    "properties": {"id": {"type": "string"}, "object": {"type": "string"}},
+}
+
+_BEARER = [{"bearer": []}]
+_OPTIONAL_BEARER = [{"bearer": []}, {}]
+
+
+def build_openapi() -> dict:
+    """The description as a plain dict (no request needed: tests load it directly)."""
+    generation_param = {
+        "name": "generation_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 64},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "LowRouter API",
+            "version": "1",
+            "description": (
+                "OpenAI-compatible chat completions with prepaid EUR credits and per-request "
+                "eco metadata. Every error answer has the shape "
+                '{"error": {"type", "code", "message", "param"}}.'
+            ),
+        },
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["type", "code", "message", "param"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                                "param": {"type": "string", "nullable": True},
+                            },
+                        }
+                    },
+                },
+                "ChatCompletionRequest": _CHAT_REQUEST,
+                "ChatCompletion": _CHAT_RESPONSE,
+                "Model": _MODEL,
+            },
+        },
+        "paths": {
+            "/chat/completions": {
+                "post": {
+                    "operationId": "createChatCompletion",
+                    "security": _BEARER,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A completion (JSON), or a stream of SSE chunks "
+                            "ending with data: [DONE] when stream is true",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/ChatCompletion"}
+                                },
+                                "text/event-stream": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400, 401, 402, 403, 404, 413, 429, 502, 503, 504),
+                    },
+                }
+            },
+            "/models": {
+                "get": {
+                    "operationId": "listModels",
+                    "security": _OPTIONAL_BEARER,
+                    "responses": {
+                        **_json_ok(
+                            {
+                                "type": "object",
+                                "required": ["object", "data"],
+                                "properties": {
+                                    "object": {"type": "string"},
+                                    "data": {"type": "array", "items": _MODEL},
+                                },
+                            }
+                        ),
+                        **_errors(401),
+                    },
+                }
+            },
+            "/models/{model_id}": {
+                "get": {
+                    "operationId": "retrieveModel",
+                    "security": _OPTIONAL_BEARER,
+                    "parameters": [
+                        {
+                            "name": "model_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {**_json_ok(_MODEL), **_errors(401, 404)},
+                }
+            },
+            "/generation/{generation_id}": {
+                "get": {
+                    "operationId": "getGeneration",
+                    "security": _BEARER,
+                    "parameters": [generation_param],
+                    "responses": {**_json_ok({"type": "object"}), **_errors(401, 404)},
+                }
+            },
+            "/metrics/{generation_id}": {
+                "get": {
+                    "operationId": "getGenerationMetrics",
+                    "security": _BEARER,
+                    "parameters": [generation_param],
+                    "responses": {**_json_ok({"type": "object"}), **_errors(401, 404)},
+                }
+            },
+            "/credits": {
+                "get": {
+                    "operationId": "getCredits",
+                    "security": _BEARER,
+                    "responses": {**_json_ok({"type": "object"}), **_errors(401)},
+                }
+            },
+            "/key": {
+                "get": {
+                    "operationId": "getKey",
+                    "security": _BEARER,
+                    "responses": {**_json_ok({"type": "object"}), **_errors(401)},
+                }
+            },
+            "/providers": {
+                "get": {
+                    "operationId": "listProviders",
+                    "security": _OPTIONAL_BEARER,
+                    "responses": {**_json_ok({"type": "object"}), **_errors(401)},
+                }
+            },
+        },
+    }
+
+
+_DOCUMENT = build_openapi()
+
+
+def openapi_json(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return ApiError(405, "method_not_allowed", "Use GET, HEAD on this endpoint.").response(
+            {"Allow": "GET, HEAD"}
+        )
+    return JsonResponse(_DOCUMENT)
