@@ -1,0 +1,70 @@
+"""PostgreSQL dropping the gateway's connections under load: requests fail cleanly (503
+database_unavailable) or succeed, and the books are exact afterwards. The shared cluster is never
+restarted; the gateway's own backends are terminated with pg_terminate_backend instead."""
+
+import asyncio
+
+import httpx
+import pytest
+from django.db import connection
+
+from tests.conftest import needs_postgres
+from tests.reliability.conftest import assert_books_exact, chat_body, wait_until
+
+pytestmark = [needs_postgres, pytest.mark.timeout(180)]
+
+
+def _terminate_gateway_backends() -> int:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cur.fetchone()[0]
+
+
+async def _load(url: str, token: str, total: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        sem = asyncio.Semaphore(8)
+
+        async def one(i: int) -> httpx.Response:
+            async with sem:
+                return await client.post(
+                    url + "/chat/completions",
+                    json=chat_body(f"pgdrop{i}", stream=i % 2 == 0),
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+
+        async def killer() -> None:
+            for _ in range(3):
+                await asyncio.sleep(0.2)
+                await asyncio.to_thread(_terminate_gateway_backends)
+
+        results = await asyncio.gather(*(one(i) for i in range(total)), killer())
+        return [r for r in results if r is not None]
+
+
+@pytest.mark.xfail(
+    reason="a dropped connection escapes as a 500 (unhandled OperationalError): most likely "
+    "catalog/snapshot.py:194 aget_snapshot calls get_snapshot via sync_to_async, not "
+    "lowrouter.asyncdb.run_db, so the error is neither mapped to 503 database_unavailable nor "
+    "is the dead connection closed",
+    strict=False,
+)
+def test_dropped_database_connections_fail_cleanly_and_keep_the_books(
+    gateway, funded, catalogue, upstream
+):
+    upstream.config.latency_ms = 20
+    responses = asyncio.run(_load(gateway.api, funded.token, 60))
+    for resp in responses:
+        assert resp.status_code in (200, 503), resp.text[:300]
+        if resp.status_code == 503:
+            assert resp.json()["error"]["code"] == "database_unavailable"
+    # Holds whose settlement lost its connection stay until the orphan reaper releases them.
+    from billing.spending import release_orphaned_holds
+
+    wait_until(lambda: httpx.get(gateway.api + "/models", timeout=5).status_code == 200)
+    from datetime import timedelta
+
+    release_orphaned_holds(older_than=timedelta(0))
+    assert_books_exact(funded.user)
