@@ -13,6 +13,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
 
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView
 from keys.auth import KeyContext
@@ -179,10 +182,20 @@ def _context_fits(req: ChatRequest, model: ModelView) -> bool:
     return estimate <= model.context_window
 
 
+def _past_sunset(model: ModelView, now: datetime) -> bool:
+    """Deprecated models keep routing until their sunset, never after."""
+    return model.sunset_at is not None and model.sunset_at <= now
+
+
 def _model_list(snapshot: CatalogSnapshot, req: ChatRequest, layers: _Layers) -> list[ModelView]:
     key = layers.key
+    now = timezone.now()
     if req.model in AUTO_MODELS:
-        return [m for m in snapshot.models.values() if key.allows_model(m.id)]
+        return [
+            m
+            for m in snapshot.models.values()
+            if key.allows_model(m.id) and not _past_sunset(m, now)
+        ]
     models = []
     for i, model_id in enumerate((req.model, *layers.request.fallback_models)):
         param = "model" if i == 0 else "models"
@@ -192,6 +205,15 @@ def _model_list(snapshot: CatalogSnapshot, req: ChatRequest, layers: _Layers) ->
                 404,
                 "model_not_found",
                 f"The model '{model_id}' does not exist. GET /api/v1/models lists the models.",
+                param=param,
+            )
+        if _past_sunset(model, now):
+            hint = f" Use '{model.replacement}' instead." if model.replacement else ""
+            raise ApiError(
+                410,
+                "model_deprecated",
+                f"The model '{model.id}' was retired on {model.sunset_at:%Y-%m-%d}.{hint}",
+                type="invalid_request_error",
                 param=param,
             )
         if not key.allows_model(model.id):
