@@ -522,8 +522,15 @@ async def _relay(
 
     if failure is not None:
         # After the first byte there is no failover: end the stream with an explicit error
-        # event (no [DONE]) and bill only usage the upstream actually reported.
+        # event (no [DONE]) and bill only usage the upstream actually reported. The slot is
+        # still marked, so the next request avoids it.
         call.plan.trace["attempts"][-1]["outcome"] = f"failed_mid_stream:{failure.kind}"
+        await health.anote_failure(
+            (offering.provider_id, offering.region),
+            kind=failure.kind,
+            status=failure.status,
+            retry_after=failure.retry_after,
+        )
         settlement = _settlement(
             call,
             status=status,

@@ -26,6 +26,7 @@ from keys.actions import create_key
 from keys.models import ApiKey
 from routing import upstream as upstream_client
 from routing.demo_upstream import DemoConfig, DemoUpstream
+from routing.health import reset_health
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 ON_REDIS = bool(os.environ.get("REDIS_URL"))
@@ -94,6 +95,13 @@ def gateway(django_db_setup, django_db_blocker) -> Iterator[LiveGateway]:
     live.stop()
     with django_db_blocker.unblock():
         _drop_other_connections()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_routing_health() -> Iterator[None]:
+    """Slot health outlives a request on purpose; a test starts with every slot healthy."""
+    reset_health()
+    yield
 
 
 @pytest.fixture(scope="session")
