@@ -29,10 +29,11 @@ from billing.spending import (
     reserve_credits,
     settle_generation,
 )
+from catalog.models import WireFormat
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView, aget_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
 from lowrouter.asyncdb import DatabaseUnavailable, run_db
-from routing import eco_bridge, health, upstream
+from routing import anthropic_adapter, eco_bridge, health, upstream
 from routing.errors import ApiError
 from routing.router import RoutePlan, aplan_route
 from routing.upstream import UpstreamFailure
@@ -279,17 +280,27 @@ async def chat_completion(
     return await _complete(call)
 
 
+def _payload(call: Call, offering: OfferingView) -> dict:
+    payload = upstream_payload(call.req, offering.upstream_model, None)
+    if offering.wire_format == WireFormat.ANTHROPIC:
+        # Messages requires max_tokens: send the bound the hold was sized for.
+        payload["max_tokens"] = _completion_bound(call.req, call.plan.model)
+    return payload
+
+
 async def _complete(call: Call) -> HttpResponse:
     trace = call.plan.trace
     failure: UpstreamFailure | None = None
     for offering in _attempt_order(call):
         started = time.monotonic()
-        payload = upstream_payload(call.req, offering.upstream_model, None)
+        payload = _payload(call, offering)
         slot = (offering.provider_id, offering.region)
         try:
             resp = await upstream.post_json(offering, "/chat/completions", payload)
             first_byte_ms = int((time.monotonic() - started) * 1000)
             data = await upstream.read_json(resp)
+            if offering.wire_format == WireFormat.ANTHROPIC:
+                data = anthropic_adapter.from_messages_response(data, model=call.plan.model.id)
         except UpstreamFailure as exc:
             failure = exc
             trace["attempts"].append(
@@ -380,13 +391,15 @@ async def _stream(call: Call) -> HttpResponse:
     failure: UpstreamFailure | None = None
     for offering in _attempt_order(call):
         started = time.monotonic()
-        payload = upstream_payload(call.req, offering.upstream_model, None)
+        payload = _payload(call, offering)
         resp = None
         slot = (offering.provider_id, offering.region)
         try:
             resp = await upstream.post_json(offering, "/chat/completions", payload)
             first_byte_ms = int((time.monotonic() - started) * 1000)
             events = upstream.iter_sse(resp)
+            if offering.wire_format == WireFormat.ANTHROPIC:
+                events = anthropic_adapter.translate_events(events, model=call.plan.model.id)
             # Failover is only possible before the first byte reaches the client, so the
             # first event is read here, inside the attempt.
             first = await anext(events)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import aiohttp
 from django.conf import settings
 
+from catalog.models import WireFormat
 from catalog.snapshot import OfferingView
+from routing import anthropic_adapter
 
 _sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
@@ -111,9 +113,15 @@ async def post_json(offering: OfferingView, path: str, payload: dict) -> aiohttp
     Raises UpstreamFailure for error statuses, connection errors and a first byte that takes
     longer than LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT.
     """
-    headers = {"Content-Type": "application/json"}
-    if offering.credential:
-        headers["Authorization"] = f"Bearer {offering.credential}"
+    anthropic = offering.wire_format == WireFormat.ANTHROPIC
+    if anthropic:
+        path = anthropic_adapter.PATH
+        payload = anthropic_adapter.to_messages_request(payload)
+        headers = anthropic_adapter.request_headers(offering.credential)
+    else:
+        headers = {"Content-Type": "application/json"}
+        if offering.credential:
+            headers["Authorization"] = f"Bearer {offering.credential}"
     try:
         async with asyncio.timeout(settings.LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT):
             resp = await get_session().post(
@@ -128,6 +136,8 @@ async def post_json(offering: OfferingView, path: str, payload: dict) -> aiohttp
             failure = await _failure_from_response(resp)
         finally:
             resp.release()
+        if anthropic:
+            failure.usage = anthropic_adapter.usage_to_openai(failure.usage)
         raise failure
     return resp
 
