@@ -97,6 +97,15 @@ def gateway(django_db_setup, django_db_blocker) -> Iterator[LiveGateway]:
         _drop_other_connections()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _celery_runs_tasks_inline() -> None:
+    """With REDIS_URL set, tasks would go to a broker no worker reads in tests: run them inline."""
+    from lowrouter.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+
 @pytest.fixture(autouse=True)
 def _fresh_routing_health() -> Iterator[None]:
     """Slot health outlives a request on purpose; a test starts with every slot healthy."""
