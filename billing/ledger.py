@@ -5,10 +5,13 @@ written in one transaction, so balance == sum(ledger entries) holds at every com
 """
 
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
+from django.utils import timezone
 
 from accounts.models import User
 from billing.models import LedgerEntry, LedgerKind, Wallet
+from billing.sql import fetch_one, field_values, insert_row
+from billing.sql import table as sql_table
 
 
 class InsufficientBalance(Exception):
@@ -19,6 +22,57 @@ def get_wallet(account: User | int) -> Wallet:
     account_id = account if isinstance(account, int) else account.pk
     wallet, _ = Wallet.objects.get_or_create(account_id=account_id)
     return wallet
+
+
+def apply_entry(
+    *,
+    account_id: int,
+    kind: LedgerKind,
+    amount_micros: int,
+    release_micros: int = 0,
+    generation_id: str | None = None,
+    reference: str = "",
+    reason: str = "",
+    actor: User | None = None,
+) -> LedgerEntry | None:
+    """Move the balance by ``amount_micros`` and append the entry explaining it, inside the
+    caller's transaction. Returns None, having written nothing, when a debit does not fit.
+
+    ``release_micros`` also gives back that much of the wallet's reserved credit (settlement of a
+    hold). A debit never takes the balance below what the other open holds promised: the
+    conditional UPDATE only matches when enough unreserved credit is left, so two concurrent
+    debits cannot both pass a check made before either wrote. The entry carries the balance
+    after it as ``balance_after``.
+    """
+    sql = (
+        f"UPDATE {sql_table(Wallet)} SET balance_micros = balance_micros + %s, "
+        "reserved_micros = reserved_micros - %s WHERE account_id = %s"
+    )
+    params = [amount_micros, release_micros, account_id]
+    if amount_micros < 0:
+        sql += " AND balance_micros - (reserved_micros - %s) >= %s"
+        params += [release_micros, -amount_micros]
+    row = fetch_one(sql + " RETURNING balance_micros", params)
+    if row is None:
+        if amount_micros < 0 or release_micros:
+            return None
+        # First credit of this account: the wallet does not exist yet.
+        get_wallet(account_id)
+        row = fetch_one(sql + " RETURNING balance_micros", params)
+    entry = LedgerEntry(
+        account_id=account_id,
+        kind=kind,
+        amount_micros=amount_micros,
+        created_at=timezone.now(),
+        generation_id=generation_id,
+        reference=reference,
+        reason=reason,
+        actor=actor,
+    )
+    entry.pk = insert_row(LedgerEntry, field_values(entry))
+    entry._state.adding, entry._state.db = False, "default"
+    entry.balance_after = row[0]
+    return entry
 
 
 @transaction.atomic
@@ -33,38 +87,21 @@ def post_entry(
     reason: str = "",
     actor: User | None = None,
 ) -> LedgerEntry:
-    """Append one entry and move the balance by ``amount_micros`` (negative = debit).
-
-    ``release_micros`` also gives back that much of the wallet's reserved credit (settlement of a
-    hold). A debit never takes the balance below what the other open holds promised: the
-    conditional UPDATE only matches when enough unreserved credit is left, so two concurrent
-    debits cannot both pass a check made before either wrote.
-    """
-    account_id = account if isinstance(account, int) else account.pk
-    wallets = Wallet.objects.filter(account_id=account_id)
-    if amount_micros < 0:
-        wallets = wallets.filter(
-            balance_micros__gte=F("reserved_micros") - release_micros - amount_micros
-        )
-    changes = {
-        "balance_micros": F("balance_micros") + amount_micros,
-        "reserved_micros": F("reserved_micros") - release_micros,
-    }
-    if wallets.update(**changes) != 1:
-        if amount_micros < 0 or release_micros:
-            raise InsufficientBalance(f"Balance too low for a debit of {-amount_micros} micros.")
-        # First credit of this account: the wallet does not exist yet.
-        get_wallet(account_id)
-        Wallet.objects.filter(account_id=account_id).update(**changes)
-    return LedgerEntry.objects.create(
-        account_id=account_id,
+    """Append one entry and move the balance with it, atomically; raise InsufficientBalance when
+    a debit does not fit the unreserved balance (see ``apply_entry``)."""
+    entry = apply_entry(
+        account_id=account if isinstance(account, int) else account.pk,
         kind=kind,
         amount_micros=amount_micros,
+        release_micros=release_micros,
         generation_id=generation_id,
         reference=reference,
         reason=reason,
         actor=actor,
     )
+    if entry is None:
+        raise InsufficientBalance(f"Balance too low for a debit of {-amount_micros} micros.")
+    return entry
 
 
 def ledger_sum(account: User | int) -> int:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, Sum, Value
 from django.utils import timezone
 
-from billing.ledger import InsufficientBalance, post_entry
+from billing.ids import new_generation_id
+from billing.ledger import InsufficientBalance, apply_entry
 from billing.models import (
     DailyUsage,
     Generation,
@@ -30,6 +31,7 @@ from billing.models import (
     Wallet,
 )
 from billing.money import credits_to_micros, format_credits, micros_to_credits
+from billing.sql import execute, fetch_one, field_values, insert_row, table
 from keys.auth import KeyContext
 
 # Holds older than this belong to a process that died: no request lives this long.
@@ -105,49 +107,37 @@ def seconds_until_reset(period: str, now: datetime) -> int:
     return max(1, int((reset - now).total_seconds()))
 
 
-# Rows known to exist, per process: saves an INSERT per request on the hot path.
-_known_spend_rows: set[tuple[int, str, date]] = set()
-
-
 def _ensure_spend_rows(key_id: int, day: date, month: date) -> None:
-    wanted = [(key_id, SpendPeriod.DAY, day), (key_id, SpendPeriod.MONTH, month)]
-    missing = [w for w in wanted if w not in _known_spend_rows]
-    if missing:
-        KeySpend.objects.bulk_create(
-            [KeySpend(key_id=k, period=p, period_start=s) for k, p, s in missing],
-            ignore_conflicts=True,
-        )
-        _known_spend_rows.update(missing)
-
-
-def _reserve_key_period(
-    *, key_id: int, key_name: str, period: str, start: date, limit, amount: int, now: datetime
-) -> None:
-    rows = KeySpend.objects.filter(key_id=key_id, period=period, period_start=start)
-    limit_micros = credits_to_micros(limit) if limit is not None else None
-    # Matches only when spent + reserved + this hold stays within the limit.
-    fits = (
-        rows
-        if limit_micros is None
-        else rows.filter(reserved_micros__lte=Value(limit_micros - amount) - F("spent_micros"))
+    """Both period rows exist before they are reserved against (one statement, idempotent)."""
+    ops = connection.ops
+    execute(
+        f"INSERT INTO {table(KeySpend)} (key_id, period, period_start, spent_micros,"
+        " reserved_micros) VALUES (%s, %s, %s, 0, 0), (%s, %s, %s, 0, 0)"
+        " ON CONFLICT (key_id, period, period_start) DO NOTHING",
+        [
+            key_id,
+            SpendPeriod.DAY.value,
+            ops.adapt_datefield_value(day),
+            key_id,
+            SpendPeriod.MONTH.value,
+            ops.adapt_datefield_value(month),
+        ],
     )
-    if fits.update(reserved_micros=F("reserved_micros") + amount) == 1:
-        return
-    row = rows.values("spent_micros", "reserved_micros").first()
-    if row is None:
-        # The per-process cache of existing rows was wrong (never in production, where rows
-        # are never deleted; after a test flush it can be): create the row and try once more.
-        day, month = period_starts(now)
-        _known_spend_rows.difference_update(
-            {(key_id, SpendPeriod.DAY, day), (key_id, SpendPeriod.MONTH, month)}
-        )
-        _ensure_spend_rows(key_id, day, month)
-        if fits.update(reserved_micros=F("reserved_micros") + amount) == 1:
-            return
-        row = rows.values("spent_micros", "reserved_micros").first() or {}
-    if limit_micros is None:
-        raise RuntimeError(f"key spend row for key {key_id} could not be created")
-    remaining = max(0, limit_micros - row.get("spent_micros", 0) - row.get("reserved_micros", 0))
+
+
+# A key without a limit is checked against this bound instead, so one statement serves both.
+_NO_LIMIT = 2**62
+
+
+def _key_limit_refusal(
+    *, key_id: int, key_name: str, period: str, limit_micros: int, now: datetime
+) -> SpendRefused:
+    day, month = period_starts(now)
+    start = day if period == SpendPeriod.DAY else month
+    row = KeySpend.objects.filter(key_id=key_id, period=period, period_start=start).values(
+        "spent_micros", "reserved_micros"
+    ).first() or {"spent_micros": 0, "reserved_micros": 0}
+    remaining = max(0, limit_micros - row["spent_micros"] - row["reserved_micros"])
     label = "daily" if period == SpendPeriod.DAY else "monthly"
     refused = SpendRefused(
         status=429,
@@ -160,7 +150,30 @@ def _reserve_key_period(
         ),
     )
     refused.retry_after = seconds_until_reset(period, now)
-    raise refused
+    return refused
+
+
+def _hold_key_spend(key_id: int, day: date, month: date, amount: int, limits: tuple) -> int:
+    """Add ``amount`` to the day and month reservations, each only if it stays within its limit
+    (spent + reserved + amount <= limit). Returns how many of the two rows it could hold."""
+    ops = connection.ops
+    return execute(
+        f"UPDATE {table(KeySpend)} SET reserved_micros = reserved_micros + %s WHERE key_id = %s"
+        " AND ((period = %s AND period_start = %s AND spent_micros + reserved_micros + %s <= %s)"
+        " OR (period = %s AND period_start = %s AND spent_micros + reserved_micros + %s <= %s))",
+        [
+            amount,
+            key_id,
+            SpendPeriod.DAY.value,
+            ops.adapt_datefield_value(day),
+            amount,
+            limits[0],
+            SpendPeriod.MONTH.value,
+            ops.adapt_datefield_value(month),
+            amount,
+            limits[1],
+        ],
+    )
 
 
 @transaction.atomic
@@ -174,17 +187,23 @@ def reserve_credits(
     amount_micros: int,
     now: datetime | None = None,
 ) -> HoldTicket:
-    """Hold ``amount_micros`` against the balance and the key's limits, or raise SpendRefused."""
+    """Hold ``amount_micros`` against the balance and the key's limits, or raise SpendRefused.
+
+    Three statements: the wallet (conditional UPDATE), both key periods (one conditional
+    UPDATE), the hold row. A refusal raises inside the transaction, so nothing stays held.
+    """
     now = now or timezone.now()
     day, month = period_starts(now)
-    held = Wallet.objects.filter(
-        account_id=account_id, balance_micros__gte=F("reserved_micros") + amount_micros
-    ).update(reserved_micros=F("reserved_micros") + amount_micros)
-    if held != 1:
-        wallet = Wallet.objects.filter(account_id=account_id).values(
+    row = fetch_one(
+        f"UPDATE {table(Wallet)} SET reserved_micros = reserved_micros + %s"
+        " WHERE account_id = %s AND balance_micros - reserved_micros >= %s"
+        " RETURNING balance_micros",
+        [amount_micros, account_id, amount_micros],
+    )
+    if row is None:
+        w = Wallet.objects.filter(account_id=account_id).values(
             "balance_micros", "reserved_micros"
-        )
-        w = wallet.first() or {"balance_micros": 0, "reserved_micros": 0}
+        ).first() or {"balance_micros": 0, "reserved_micros": 0}
         remaining = max(0, w["balance_micros"] - w["reserved_micros"])
         raise SpendRefused(
             status=402,
@@ -193,36 +212,45 @@ def reserve_credits(
             remaining_micros=remaining,
             message=f"Insufficient credits: {format_credits(remaining)} credits available",
         )
+    limits = tuple(
+        credits_to_micros(limit) if limit is not None else _NO_LIMIT
+        for limit in (daily_limit, monthly_limit)
+    )
     _ensure_spend_rows(key_id, day, month)
-    _reserve_key_period(
-        key_id=key_id,
-        key_name=key_name,
-        period=SpendPeriod.DAY,
-        start=day,
-        limit=daily_limit,
-        amount=amount_micros,
-        now=now,
-    )
-    _reserve_key_period(
-        key_id=key_id,
-        key_name=key_name,
-        period=SpendPeriod.MONTH,
-        start=month,
-        limit=monthly_limit,
-        amount=amount_micros,
-        now=now,
-    )
-    hold = Hold.objects.create(
-        account_id=account_id, key_id=key_id, amount_micros=amount_micros, day=day, month=month
+    held = _hold_key_spend(key_id, day, month, amount_micros, limits)
+    if held != 2:
+        over_day = (
+            daily_limit is not None
+            and not KeySpend.objects.filter(
+                key_id=key_id,
+                period=SpendPeriod.DAY,
+                period_start=day,
+                reserved_micros__lte=Value(limits[0] - amount_micros) - F("spent_micros"),
+            ).exists()
+        )
+        period, limit = (SpendPeriod.DAY, limits[0]) if over_day else (SpendPeriod.MONTH, limits[1])
+        raise _key_limit_refusal(
+            key_id=key_id, key_name=key_name, period=period, limit_micros=limit, now=now
+        )
+    hold_id = insert_row(
+        Hold,
+        {
+            "account_id": account_id,
+            "key_id": key_id,
+            "amount_micros": amount_micros,
+            "day": day,
+            "month": month,
+            "created_at": now,
+        },
     )
     return HoldTicket(
-        hold_id=hold.id,
+        hold_id=hold_id,
         account_id=account_id,
         key_id=key_id,
         amount_micros=amount_micros,
         day=day,
         month=month,
-        balance_micros=balance_of(account_id),
+        balance_micros=row[0],
     )
 
 
@@ -236,26 +264,46 @@ def balance_of(account_id: int) -> int:
 
 
 def _move_key_spend(hold: HoldTicket, *, release: int, spend: int) -> None:
-    for period, start in ((SpendPeriod.DAY, hold.day), (SpendPeriod.MONTH, hold.month)):
-        KeySpend.objects.filter(key_id=hold.key_id, period=period, period_start=start).update(
-            reserved_micros=F("reserved_micros") - release,
-            spent_micros=F("spent_micros") + spend,
-        )
+    """Both periods of the hold, in one statement: the hold leaves, the spend stays."""
+    ops = connection.ops
+    execute(
+        f"UPDATE {table(KeySpend)} SET reserved_micros = reserved_micros - %s,"
+        " spent_micros = spent_micros + %s WHERE key_id = %s"
+        " AND ((period = %s AND period_start = %s) OR (period = %s AND period_start = %s))",
+        [
+            release,
+            spend,
+            hold.key_id,
+            SpendPeriod.DAY.value,
+            ops.adapt_datefield_value(hold.day),
+            SpendPeriod.MONTH.value,
+            ops.adapt_datefield_value(hold.month),
+        ],
+    )
 
 
 def _add_daily_usage(gen: Generation) -> None:
-    day = gen.created_at.date()
-    model = gen.resolved_model or gen.requested_model
-    DailyUsage.objects.bulk_create(
-        [DailyUsage(account_id=gen.account_id, day=day, model=model)], ignore_conflicts=True
-    )
-    DailyUsage.objects.filter(account_id=gen.account_id, day=day, model=model).update(
-        requests=F("requests") + 1,
-        prompt_tokens=F("prompt_tokens") + gen.prompt_tokens,
-        completion_tokens=F("completion_tokens") + gen.completion_tokens,
-        cost_micros=F("cost_micros") + gen.cost_micros,
-        energy_wh=F("energy_wh") + (gen.energy_wh or 0),
-        carbon_g=F("carbon_g") + (gen.carbon_g or 0),
+    """One upsert (PostgreSQL and SQLite share the ON CONFLICT syntax)."""
+    execute(
+        f"INSERT INTO {table(DailyUsage)} (account_id, day, model, requests, prompt_tokens,"
+        " completion_tokens, cost_micros, energy_wh, carbon_g) VALUES (%s, %s, %s, 1, %s, %s, %s,"
+        " %s, %s) ON CONFLICT (account_id, day, model) DO UPDATE SET"
+        " requests = {t}.requests + 1,"
+        " prompt_tokens = {t}.prompt_tokens + excluded.prompt_tokens,"
+        " completion_tokens = {t}.completion_tokens + excluded.completion_tokens,"
+        " cost_micros = {t}.cost_micros + excluded.cost_micros,"
+        " energy_wh = {t}.energy_wh + excluded.energy_wh,"
+        " carbon_g = {t}.carbon_g + excluded.carbon_g".replace("{t}", table(DailyUsage)),
+        [
+            gen.account_id,
+            connection.ops.adapt_datefield_value(gen.created_at.date()),
+            gen.resolved_model or gen.requested_model,
+            gen.prompt_tokens,
+            gen.completion_tokens,
+            gen.cost_micros,
+            gen.energy_wh or 0.0,
+            gen.carbon_g or 0.0,
+        ],
     )
 
 
@@ -263,17 +311,69 @@ def _add_daily_usage(gen: Generation) -> None:
 def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[Generation, int]:
     """Record the generation, debit what it really cost, and release the hold, atomically.
 
-    Returns the generation and the account's balance after it."""
+    Six statements: the hold, the wallet and its ledger entry, the generation, the key's spend,
+    the daily aggregate. Returns the generation and the account's balance after it.
+    """
     # If the orphan reaper already released this hold, its counters were given back already.
-    release = hold.amount_micros if Hold.objects.filter(pk=hold.hold_id).delete()[0] else 0
+    released = execute(f"DELETE FROM {table(Hold)} WHERE id = %s", [hold.hold_id])
+    release = hold.amount_micros if released else 0
+    gen = _generation(hold, outcome)
     charge = max(0, outcome.cost_micros)
+    entry = None
+    if charge:
+        entry = _debit(gen, charge, release)
+        if entry is None:
+            # The hold is the worst case, so the real cost fits it; if an upstream ignored the
+            # bound, charge what the balance can pay without touching other holds, and keep
+            # the rest visible as unbilled rather than driving the balance below zero.
+            payable = _payable(hold.account_id, release)
+            entry = _debit(gen, min(charge, payable), release) if payable > 0 else None
+        gen.cost_micros = -entry.amount_micros if entry else 0
+        gen.unbilled_micros = charge - gen.cost_micros
+    if entry is not None:
+        balance = entry.balance_after
+    else:
+        row = fetch_one(
+            f"UPDATE {table(Wallet)} SET reserved_micros = reserved_micros - %s"
+            " WHERE account_id = %s RETURNING balance_micros",
+            [release, hold.account_id],
+        )
+        balance = row[0] if row else 0
+    insert_row(Generation, field_values(gen))
+    gen._state.adding, gen._state.db = False, "default"
+    _move_key_spend(hold, release=release, spend=gen.cost_micros)
+    _add_daily_usage(gen)
+    return gen, balance
+
+
+def _debit(gen: Generation, amount: int, release: int):
+    return apply_entry(
+        account_id=gen.account_id,
+        kind=LedgerKind.USAGE,
+        amount_micros=-amount,
+        release_micros=release,
+        generation_id=gen.id,
+        reference=gen.id,
+    )
+
+
+def _payable(account_id: int, release: int) -> int:
+    wallets = Wallet.objects.filter(account_id=account_id)
+    if connection.features.has_select_for_update:
+        wallets = wallets.select_for_update()
+    w = wallets.values("balance_micros", "reserved_micros").first()
+    return max(0, w["balance_micros"] - (w["reserved_micros"] - release)) if w else 0
+
+
+def _generation(hold: HoldTicket, outcome: Settlement) -> Generation:
     eco = outcome.eco
-    gen = Generation(
-        **({"id": outcome.generation_id} if outcome.generation_id else {}),
+    now = timezone.now()
+    return Generation(
+        id=outcome.generation_id or new_generation_id(),
         account_id=hold.account_id,
         key_id=hold.key_id,
-        created_at=outcome.created_at or timezone.now(),
-        completed_at=timezone.now(),
+        created_at=outcome.created_at or now,
+        completed_at=now,
         requested_model=outcome.requested_model,
         resolved_model=outcome.resolved_model,
         provider=outcome.provider,
@@ -288,6 +388,8 @@ def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[Generat
         completion_price_eur=outcome.completion_price_eur,
         cached_prompt_price_eur=outcome.cached_prompt_price_eur,
         platform_fee_eur=outcome.platform_fee_eur,
+        cost_micros=0,
+        unbilled_micros=0,
         status=outcome.status,
         error_code=outcome.error_code,
         routing_trace=outcome.routing_trace,
@@ -298,31 +400,6 @@ def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[Generat
         methodology_version=eco.get("methodology_version", ""),
         eco_inputs=eco.get("inputs", {}),
     )
-    if charge:
-        wallet = Wallet.objects.select_for_update().get(account_id=hold.account_id)
-        # The hold is the worst case, so the real cost fits it; if an upstream ignored the
-        # bound, charge what the balance can pay without touching other holds, and keep the
-        # rest visible as unbilled rather than driving the balance below zero.
-        payable = wallet.balance_micros - (wallet.reserved_micros - release)
-        gen.cost_micros = min(charge, max(0, payable))
-        gen.unbilled_micros = charge - gen.cost_micros
-    gen.save(force_insert=True)
-    if gen.cost_micros:
-        post_entry(
-            account=hold.account_id,
-            kind=LedgerKind.USAGE,
-            amount_micros=-gen.cost_micros,
-            release_micros=release,
-            generation_id=gen.id,
-            reference=gen.id,
-        )
-    elif release:
-        Wallet.objects.filter(account_id=hold.account_id).update(
-            reserved_micros=F("reserved_micros") - release
-        )
-    _move_key_spend(hold, release=release, spend=gen.cost_micros)
-    _add_daily_usage(gen)
-    return gen, balance_of(hold.account_id)
 
 
 def release_orphaned_holds(*, older_than: timedelta = ORPHAN_AFTER) -> int:

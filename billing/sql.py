@@ -1,0 +1,60 @@
+"""Plain SQL for the few statements on the request path.
+
+The ORM costs ~0.4 ms of CPU per statement here, against ~0.1 ms for the same statement sent
+as is; the request path runs about ten of them, so it uses these helpers. The SQL is the common
+subset of PostgreSQL and SQLite (3.35+: ``RETURNING``, ``ON CONFLICT``), values are prepared by
+the model fields exactly as the ORM would prepare them, and everything still runs inside Django's
+transactions on Django's connection.
+"""
+
+from collections.abc import Sequence
+from functools import cache
+
+from django.db import connection
+from django.db.models import Model
+
+
+def table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def fetch_one(sql: str, params: Sequence) -> tuple | None:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def execute(sql: str, params: Sequence) -> int:
+    """Run a statement; return the number of rows it changed."""
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.rowcount
+
+
+@cache
+def _insert_sql(model: type[Model], columns: tuple[str, ...], vendor: str) -> str:
+    quoted = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in columns)
+    marks = ", ".join(["%s"] * len(columns))
+    pk = connection.ops.quote_name(model._meta.pk.column)
+    return f"INSERT INTO {table(model)} ({quoted}) VALUES ({marks}) RETURNING {pk}"
+
+
+def insert_row(model: type[Model], values: dict) -> object:
+    """INSERT one row, each value prepared by its field as the ORM does; return the primary key."""
+    columns = tuple(values)
+    params = [
+        model._meta.get_field(name).get_db_prep_save(value, connection)
+        for name, value in values.items()
+    ]
+    row = fetch_one(_insert_sql(model, columns, connection.vendor), params)
+    return row[0]
+
+
+def field_values(instance: Model) -> dict:
+    """Every concrete field of an unsaved instance, by attribute name (FKs by their id); an
+    automatic primary key not yet set is left for the database."""
+    return {
+        f.attname: getattr(instance, f.attname)
+        for f in instance._meta.concrete_fields
+        if not (f.primary_key and getattr(instance, f.attname) is None)
+    }
