@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -18,6 +17,7 @@ from catalog import pricing
 from catalog.credentials import resolve_credential
 from catalog.models import Model, Offering, Provider, ProviderStatus
 from eco.estimate import CONTEXT_VERSION_CACHE_KEY, EcoContext, load_eco_context
+from lowrouter.asyncdb import run_db
 
 VERSION_CACHE_KEY = "catalog:version"
 CHECK_INTERVAL = 0.5
@@ -191,7 +191,8 @@ async def aget_snapshot() -> CatalogSnapshot:
     snap = _state.snapshot
     if snap is not None and time.monotonic() - _state.checked_at < CHECK_INTERVAL:
         return snap
-    return await sync_to_async(get_snapshot, thread_sensitive=False)()
+    # run_db: a dropped database connection becomes DatabaseUnavailable (503), not a 500.
+    return await run_db(get_snapshot)
 
 
 def reset_snapshot() -> None:

@@ -1,7 +1,7 @@
 """Creating, editing and revoking virtual keys."""
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 from django.utils import timezone
@@ -31,7 +31,10 @@ def _check_limit(name: str, value: Decimal | None) -> Decimal | None:
         return None
     if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
         raise KeyPolicyError(f"{name} must be a non-negative number of credits.")
-    return value.quantize(Decimal("0.01"))
+    try:
+        return value.quantize(Decimal("0.01"))
+    except InvalidOperation as exc:  # an exponent too large to carry cents
+        raise KeyPolicyError(f"{name} is too large.") from exc
 
 
 @transaction.atomic

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -14,20 +14,25 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached; the caller answers 503 and retries nothing."""
 
 
+def _drop_connection() -> None:
+    """Forget this worker thread's connection so its next unit of work reconnects (e.g. after a
+    PostgreSQL restart). Closing a dead connection can itself fail: that is fine."""
+    try:
+        connection.close()
+    except DatabaseError:
+        connection.connection = None
+    connection.needs_rollback = False
+    connection.in_atomic_block = False
+    connection.savepoint_ids = []
+
+
 def _guarded(fn: Callable[P, T]) -> Callable[P, T]:
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return fn(*args, **kwargs)
         except (OperationalError, InterfaceError) as exc:
-            # A dropped connection stays broken in this worker thread until closed: close it
-            # so the next unit of work reconnects (e.g. after a PostgreSQL restart).
-            close_old_connections()
-            from django.db import connection
-
-            connection.close()
-            raise DatabaseUnavailable(str(exc.__class__.__name__)) from exc
-        except DatabaseError:
-            raise
+            _drop_connection()
+            raise DatabaseUnavailable(exc.__class__.__name__) from exc
 
     return call
 

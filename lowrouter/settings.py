@@ -110,9 +110,12 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Degrades to "nothing shared" while Redis is down (see lowrouter/cache.py).
+            "BACKEND": "lowrouter.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="lr"),
+            # A dead Redis must cost a request milliseconds, not the OS's TCP timeout.
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
         }
     }
     CELERY_BROKER_URL = REDIS_URL

@@ -25,16 +25,20 @@ def get_session() -> aiohttp.ClientSession:
     if session is None or session.closed:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=settings.LOWROUTER_UPSTREAM_CONNECT_TIMEOUT,
-                sock_read=settings.LOWROUTER_UPSTREAM_IDLE_TIMEOUT,
-            ),
             json_serialize=json.dumps,
             skip_auto_headers=("User-Agent",),
         )
         _sessions[loop] = session
     return session
+
+
+def _timeouts() -> aiohttp.ClientTimeout:
+    """Read per request, so a settings change applies without recreating the pool."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        sock_connect=settings.LOWROUTER_UPSTREAM_CONNECT_TIMEOUT,
+        sock_read=settings.LOWROUTER_UPSTREAM_IDLE_TIMEOUT,
+    )
 
 
 async def close_sessions() -> None:
@@ -125,7 +129,10 @@ async def post_json(offering: OfferingView, path: str, payload: dict) -> aiohttp
     try:
         async with asyncio.timeout(settings.LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT):
             resp = await get_session().post(
-                offering.base_url + path, data=json.dumps(payload), headers=headers
+                offering.base_url + path,
+                data=json.dumps(payload),
+                headers=headers,
+                timeout=_timeouts(),
             )
     except TimeoutError as exc:
         raise UpstreamFailure("timeout", "The upstream provider did not answer in time.") from exc

@@ -6,7 +6,6 @@ exactly one generation record. ``assert_canary_nowhere`` then looks for the prom
 in every text column of every table, in every captured log record and in every cache entry.
 """
 
-import asyncio
 import json
 import logging
 import time
@@ -21,7 +20,6 @@ from django.db import models
 
 from billing.ledger import ledger_sum
 from billing.models import Generation, Hold, KeySpend, Wallet
-from routing import upstream as upstream_client
 
 _TEXT_FIELDS = (models.CharField, models.TextField, models.JSONField)
 
@@ -119,15 +117,6 @@ def canary() -> Iterator[str]:
             logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
         )
         assert value not in text, f"canary logged by {record.name}"
-
-
-def fresh_upstream_sessions() -> None:
-    """Close the gateway's pooled upstream sessions so the next request builds a new one that
-    reads the (overridden) timeout settings: the session reads them only when it is created."""
-    for loop, session in list(upstream_client._sessions.items()):
-        if loop.is_running():
-            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
-    upstream_client._sessions.clear()
 
 
 def chat_body(canary: str, *, stream: bool = False, max_tokens: int = 50, **extra) -> dict:

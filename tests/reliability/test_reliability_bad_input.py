@@ -171,12 +171,6 @@ def test_hostile_model_names_get_a_clean_error_and_no_injected_header(http, mode
     assert all("\n" not in v and "\r" not in v for v in resp.headers.values())
 
 
-@pytest.mark.xfail(
-    reason="routing/urls.py: the model-detail and catch-all regexes use '.', which does not "
-    "match a newline, so /models/%0d%0a... falls through to Django's HTML 404 (not the API "
-    "error shape); use (?s) or [^/]... patterns",
-    strict=False,
-)
 def test_retrieving_a_hostile_model_id_is_a_404(http):
     resp = http.get("/models/%0d%0aSet-Cookie:%20evil=1")
     assert resp.status_code == 404
@@ -194,14 +188,7 @@ def test_negative_or_non_finite_key_limits_are_refused(transactional_db, funded,
     [
         "abc",
         "-5",
-        pytest.param(
-            "1e999999",
-            marks=pytest.mark.xfail(
-                reason="keys/actions.py:34 quantizes the limit before checking it is sane: a "
-                "huge exponent raises decimal.InvalidOperation instead of KeyPolicyError",
-                strict=False,
-            ),
-        ),
+        "1e999999",
     ],
 )
 def test_create_key_command_refuses_non_numeric_or_negative_limits(transactional_db, funded, value):

@@ -3,7 +3,6 @@ database_unavailable) or succeed, and the books are exact afterwards. The shared
 restarted; the gateway's own backends are terminated with pg_terminate_backend instead."""
 
 import asyncio
-import os
 
 import httpx
 import pytest
@@ -12,16 +11,7 @@ from django.db import connection
 from tests.conftest import needs_postgres
 from tests.reliability.conftest import assert_books_exact, chat_body, wait_until
 
-# Opt-in until the dropped-connection bug below is fixed: after it, the session's live gateway
-# is unusable for the tests that follow (they error with "the gateway did not start").
-pytestmark = [
-    needs_postgres,
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not os.environ.get("LOWROUTER_RELIABILITY_PG_DROP"),
-        reason="set LOWROUTER_RELIABILITY_PG_DROP=1 (poisons the shared live gateway for now)",
-    ),
-]
+pytestmark = [needs_postgres, pytest.mark.timeout(180)]
 
 
 def _terminate_gateway_backends() -> int:
@@ -54,18 +44,13 @@ async def _load(url: str, token: str, total: int) -> list[httpx.Response]:
         return [r for r in results if r is not None]
 
 
-@pytest.mark.xfail(
-    reason="a dropped connection escapes as a 500 (unhandled OperationalError): most likely "
-    "catalog/snapshot.py:194 aget_snapshot calls get_snapshot via sync_to_async, not "
-    "lowrouter.asyncdb.run_db, so the error is neither mapped to 503 database_unavailable nor "
-    "is the dead connection closed",
-    strict=False,
-)
 def test_dropped_database_connections_fail_cleanly_and_keep_the_books(
     gateway, funded, catalogue, upstream
 ):
     upstream.config.latency_ms = 20
     responses = asyncio.run(_load(gateway.api, funded.token, 60))
+    # The terminations hit this test's own connection too: reconnect before reading the books.
+    connection.close()
     for resp in responses:
         assert resp.status_code in (200, 503), resp.text[:300]
         if resp.status_code == 503:

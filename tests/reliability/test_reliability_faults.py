@@ -12,7 +12,6 @@ from tests.conftest import add_provider, free_port
 from tests.reliability.conftest import (
     assert_books_exact,
     chat_body,
-    fresh_upstream_sessions,
     settled,
     wait_until,
 )
@@ -83,12 +82,9 @@ def test_hung_stream_ends_with_an_error_event_after_the_idle_timeout(
     http, funded, upstream, canary
 ):
     upstream.config.fault, upstream.config.fault_after_chunks = "hang_stream", 2
+    # Timeouts are read per request: the override applies to the pooled session too.
     with override_settings(LOWROUTER_UPSTREAM_IDLE_TIMEOUT=0.5):
-        fresh_upstream_sessions()
-        try:
-            resp = http.post("/chat/completions", json=chat_body(canary, stream=True))
-        finally:
-            fresh_upstream_sessions()
+        resp = http.post("/chat/completions", json=chat_body(canary, stream=True))
     assert resp.status_code == 200
     assert "upstream_stream_failed" in resp.text
     assert "[DONE]" not in resp.text
