@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.utils import timezone
 
 from catalog import pricing
@@ -18,6 +17,7 @@ from catalog.credentials import resolve_credential
 from catalog.models import Model, Offering, Provider, ProviderStatus
 from eco.estimate import CONTEXT_VERSION_CACHE_KEY, EcoContext, load_eco_context
 from lowrouter.asyncdb import run_db
+from lowrouter.cache import shared_cache as cache
 
 VERSION_CACHE_KEY = "catalog:version"
 CHECK_INTERVAL = 0.5

@@ -11,7 +11,11 @@ import logging
 import time
 from typing import Any
 
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -81,3 +85,34 @@ class ResilientRedisCache(RedisCache):
             super().delete_many(keys, version)
         except _UNREACHABLE:
             _warn("delete_many")
+
+
+class _ProcessCache:
+    """The default cache as one object per process, for the request path.
+
+    ``django.core.cache.cache`` is context-local: under ASGI every request (and every worker
+    thread running its database work) gets a fresh cache object, so with Redis each request
+    opened new connections. This handle is created once and shared; redis-py's connection pool
+    is thread-safe, and the local-memory backend shares its storage by name anyway.
+    """
+
+    def __init__(self) -> None:
+        self._instance: BaseCache | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._instance is None:
+            self._instance = caches.create_connection(DEFAULT_CACHE_ALIAS)
+        return getattr(self._instance, name)
+
+    def reset(self) -> None:
+        self._instance = None
+
+
+shared_cache = _ProcessCache()
+
+
+@receiver(setting_changed)
+def _forget_shared_cache(*, setting: str, **kwargs: Any) -> None:
+    # Only tests change CACHES at run time; the handle must follow them.
+    if setting == "CACHES":
+        shared_cache.reset()

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
+
+from lowrouter.cache import shared_cache as cache
 
 Slot = tuple[str, str]  # (provider id, region)
 

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
 
+from lowrouter.cache import shared_cache as cache
 from routing.models import AccountRoutingPolicy
 
 VERSION_CACHE_KEY = "routing:policy-version"

@@ -1,0 +1,141 @@
+"""The chat completion endpoint served straight from ASGI, ahead of Django's request handling.
+
+Django's ASGI handler gives every request its own thread-sensitive context: a fresh worker
+thread is started and joined per request for the request signals and ``response.close()``, and
+the whole middleware chain runs, none of which this endpoint needs (no session, cookie, CSRF,
+user or template). Measured on the target machine that machinery cost more CPU than the
+gateway's own work, so ``POST /api/v1/chat/completions`` is answered here: read the body,
+call ``routing.gateway.chat_completion`` (the same function the Django view calls), and write
+its response. Every other request, including other methods on this path, goes to Django.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.request import split_domain_port, validate_host
+
+from routing import gateway
+from routing.errors import ApiError
+from routing.validation import body_too_large
+
+log = logging.getLogger(__name__)
+
+PATH = "/api/v1/chat/completions"
+Scope = dict
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+
+class Disconnected(Exception):
+    pass
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None when it is larger than ``limit``."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            return None
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_response(response: HttpResponse, send: Send) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    if isinstance(response, StreamingHttpResponse):
+        async with contextlib.aclosing(response.streaming_content) as content:
+            async for chunk in content:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await send({"type": "http.response.body", "body": response.content})
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _respond(scope: Scope, raw: bytes | None, request_id: str, send: Send) -> None:
+    if raw is None:
+        limit = settings.LOWROUTER_MAX_BODY_BYTES
+        await _send_response(body_too_large(limit).response({"X-Request-ID": request_id}), send)
+        return
+    headers = scope["headers"]
+    try:
+        response = await gateway.chat_completion(
+            authorization=_header(headers, b"authorization"),
+            raw_body=raw,
+            request_id=request_id,
+            region_header=_header(headers, b"x-lowrouter-region"),
+        )
+    except Exception as exc:
+        # Never a page or a trace; the log names the type only (messages can quote input).
+        log.error("unhandled %s on %s", type(exc).__name__, PATH)
+        response = ApiError(
+            500, "internal_error", "The gateway hit an unexpected error; nothing was charged."
+        ).response({"X-Request-ID": request_id})
+    await _send_response(response, send)
+
+
+class ChatEndpoint:
+    """ASGI app: the chat completion endpoint here, everything else to ``django_app``."""
+
+    def __init__(self, django_app: Callable) -> None:
+        self.django_app = django_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST"):
+            await self.django_app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        request_id = gateway.request_id_from(_header(headers, b"x-request-id"))
+        host = _header(headers, b"host") or ""
+        if not validate_host(split_domain_port(host)[0], settings.ALLOWED_HOSTS):
+            # The refusal Django gives a request for a host it does not serve.
+            await _send_response(ApiError(400, "bad_host", "Invalid Host header.").response(), send)
+            return
+        limit = settings.LOWROUTER_MAX_BODY_BYTES
+        try:
+            declared = int(_header(headers, b"content-length") or 0)
+        except ValueError:
+            declared = 0
+        try:
+            raw = None if declared > limit else await _read_body(receive, limit)
+        except Disconnected:
+            return
+        # Like Django: a client that goes away cancels the work (the relay then settles what
+        # the upstream used and closes the upstream request).
+        work = asyncio.create_task(_respond(scope, raw, request_id, send))
+        watch = asyncio.create_task(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watch, work):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        if not work.cancelled() and work.exception() is not None:
+            log.error("unhandled %s on %s", type(work.exception()).__name__, PATH)
+
+
+__all__ = ["ChatEndpoint"]
