@@ -198,3 +198,16 @@ def test_upstream_4xx_is_returned_and_billed_only_if_it_consumed(http, funded, u
 
 def test_free_port_helper_is_loopback():
     assert 0 < free_port() < 65536
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_successful_completion_stores_no_prompt_or_completion_text(
+    http, funded, upstream, canary, stream
+):
+    """The canary goes in the prompt; the demo upstream's reply is fixed text, checked too."""
+    resp = http.post("/chat/completions", json=chat_body(canary, stream=stream))
+    assert resp.status_code == 200
+    assert "demo" in resp.text  # the reply (one word per chunk when streamed)
+    assert_books_exact(funded.user, generations=1)
+    gen = Generation.objects.get(account=funded.user)
+    assert "demo provider" not in str(gen.routing_trace) + str(gen.eco_inputs)
