@@ -173,3 +173,28 @@ def test_parallel_requests_never_exceed_a_key_limit(gateway, catalogue, upstream
     day = KeySpend.objects.get(key=f.key, period="day")
     assert day.spent_micros <= credits_to_micros(f.key.daily_credit_limit)
     assert_books_balance(f.user)
+
+
+def test_cached_prompt_tokens_are_charged_at_the_cached_rate(gateway, catalogue, funded, upstream):
+    upstream.config.cached_tokens = 4
+    assert post(gateway, funded.token).status_code == 200
+    gen = Generation.objects.get()
+    assert gen.cached_prompt_tokens == 4
+    # prompt 1.00 / cached 0.25 / completion 2.00 EUR per 1M, fee 0.50 on every token.
+    eur = (
+        Decimal(gen.prompt_tokens - 4) * Decimal("1.50")
+        + Decimal(4) * Decimal("0.75")
+        + Decimal(gen.completion_tokens) * Decimal("2.50")
+    ) / 1_000_000
+    assert gen.cost_micros == int((eur * 100 * 1_000_000).to_integral_value())
+
+
+def test_models_list_shows_only_what_the_key_may_use(gateway, catalogue):
+    from tests.conftest import add_model, add_offering
+
+    add_offering(add_model("demo/other"), catalogue.provider)
+    f = make_funded(email="narrow@example.com", models=["demo/other"])
+    headers = {"Authorization": f"Bearer {f.token}"}
+    listed = httpx.get(gateway.api + "/models", headers=headers).json()["data"]
+    assert [m["id"] for m in listed] == ["demo/other"]
+    assert httpx.get(gateway.api + "/models/demo/echo-small", headers=headers).status_code == 404
