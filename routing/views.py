@@ -1,6 +1,7 @@
 """The OpenAI-compatible API views: thin adapters from HTTP to the gateway functions."""
 
-import json
+import functools
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -51,9 +52,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _optional_key(request: HttpRequest) -> KeyContext | None:
+def _key_from(request: HttpRequest, *, required: bool) -> KeyContext | None:
     header = request.headers.get("Authorization")
-    if not header:
+    if not header and not required:
         return None
     try:
         return authenticate(header)
@@ -61,51 +62,54 @@ def _optional_key(request: HttpRequest) -> KeyContext | None:
         raise ApiError(401, exc.code, exc.message) from exc
 
 
-def _required_key(request: HttpRequest) -> KeyContext:
-    try:
-        return authenticate(request.headers.get("Authorization"))
-    except AuthError as exc:
-        raise ApiError(401, exc.code, exc.message) from exc
+def read_endpoint(*, key: str) -> Callable:
+    """A GET/HEAD API view: checks the method, authenticates (``key`` is "required" or
+    "optional"), and turns the view's dict into JSON, or its ApiError into the error shape;
+    authenticated answers carry X-Credit-Balance. HEAD runs the same code and costs nothing."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, **kwargs: object) -> HttpResponse:
+            if request.method not in ("GET", "HEAD"):
+                return _method_not_allowed("GET, HEAD")
+            caller = None
+            try:
+                caller = _key_from(request, required=key == "required")
+                data = view(request, caller, **kwargs)
+            except ApiError as err:
+                resp = err.response()
+            else:
+                resp = JsonResponse(data)
+            if caller is not None:
+                resp["X-Credit-Balance"] = format_credits(balance_of(caller.account_id))
+            return resp
+
+        return wrapper
+
+    return decorate
 
 
-def _json(data: dict, key: KeyContext | None, status: int = 200) -> JsonResponse:
-    resp = JsonResponse(data, status=status)
-    if key is not None:
-        resp["X-Credit-Balance"] = format_credits(balance_of(key.account_id))
-    return resp
-
-
-def list_models(request: HttpRequest) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed("GET, HEAD")
-    try:
-        key = _optional_key(request)
-    except ApiError as err:
-        return err.response()
+@read_endpoint(key="optional")
+def list_models(request: HttpRequest, key: KeyContext | None) -> dict:
     snapshot = get_snapshot()
     visible = [m for m in snapshot.models.values() if key is None or key.allows_model(m.id)]
     try:
         # The same filters as the model browser's URL parameters (one implementation).
         chosen = filter_models(visible, request.GET)
     except FilterError as exc:
-        return ApiError(400, "invalid_filter", exc.message, param=exc.param).response()
-    return _json({"object": "list", "data": [model_to_api(m, snapshot.eco) for m in chosen]}, key)
+        raise ApiError(400, "invalid_filter", exc.message, param=exc.param) from exc
+    return {"object": "list", "data": [model_to_api(m, snapshot.eco) for m in chosen]}
 
 
-def retrieve_model(request: HttpRequest, model_id: str) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed("GET, HEAD")
-    try:
-        key = _optional_key(request)
-    except ApiError as err:
-        return err.response()
+@read_endpoint(key="optional")
+def retrieve_model(request: HttpRequest, key: KeyContext | None, model_id: str) -> dict:
     snapshot = get_snapshot()
     model = snapshot.model(model_id)
     if model is None or (key is not None and not key.allows_model(model.id)):
-        return ApiError(
+        raise ApiError(
             404, "model_not_found", f"The model '{model_id}' does not exist.", param="model"
-        ).response()
-    return _json(model_to_api(model, snapshot.eco), key)
+        )
+    return model_to_api(model, snapshot.eco)
 
 
 def generation_to_api(gen: Generation) -> dict:
@@ -150,79 +154,48 @@ def generation_to_api(gen: Generation) -> dict:
     }
 
 
-def generation_detail(request: HttpRequest, generation_id: str) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed("GET, HEAD")
-    try:
-        key = _required_key(request)
-    except ApiError as err:
-        return err.response()
-    gen = Generation.objects.filter(pk=generation_id[:40], account_id=key.account_id).first()
-    if gen is None:
-        return ApiError(
-            404, "generation_not_found", f"No generation '{generation_id[:40]}' on this account."
-        ).response({"X-Credit-Balance": format_credits(balance_of(key.account_id))})
-    return _json(generation_to_api(gen), key)
-
-
-def _own_generation(request: HttpRequest, generation_id: str) -> tuple[KeyContext, Generation]:
-    key = _required_key(request)
+def _own_generation(key: KeyContext, generation_id: str) -> Generation:
     gen = Generation.objects.filter(pk=generation_id[:40], account_id=key.account_id).first()
     if gen is None:
         raise ApiError(
             404, "generation_not_found", f"No generation '{generation_id[:40]}' on this account."
         )
-    return key, gen
+    return gen
 
 
-def generation_metrics(request: HttpRequest, generation_id: str) -> HttpResponse:
+@read_endpoint(key="required")
+def generation_detail(request: HttpRequest, key: KeyContext, generation_id: str) -> dict:
+    """The usage record of one of the caller's generations (404 for anyone else's)."""
+    return generation_to_api(_own_generation(key, generation_id))
+
+
+@read_endpoint(key="required")
+def generation_metrics(request: HttpRequest, key: KeyContext, generation_id: str) -> dict:
     """The eco record of one of the caller's generations."""
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed("GET, HEAD")
-    try:
-        key, gen = _own_generation(request, generation_id)
-    except ApiError as err:
-        return err.response()
-    record = generation_to_api(gen)
-    return _json(
-        {
-            "generation_id": gen.id,
-            "resolved_model": gen.resolved_model,
-            "provider": gen.provider,
-            "region": gen.region,
-            "total_tokens": gen.total_tokens,
-            "eco": record["eco"],
-        },
-        key,
-    )
+    gen = _own_generation(key, generation_id)
+    return {
+        "generation_id": gen.id,
+        "resolved_model": gen.resolved_model,
+        "provider": gen.provider,
+        "region": gen.region,
+        "total_tokens": gen.total_tokens,
+        "eco": generation_to_api(gen)["eco"],
+    }
 
 
-def credits(request: HttpRequest) -> HttpResponse:
+@read_endpoint(key="required")
+def credits(request: HttpRequest, key: KeyContext) -> dict:
     """Balance and spend this month, for scripts that watch spend."""
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed("GET, HEAD")
-    try:
-        key = _required_key(request)
-    except ApiError as err:
-        return err.response()
-    return _json(account_credits(key.account_id), key)
+    return account_credits(key.account_id)
 
 
-def key_status(request: HttpRequest) -> HttpResponse:
+@read_endpoint(key="required")
+def key_status(request: HttpRequest, key: KeyContext) -> dict:
     """The calling key's limits, spend today and this month, what remains, and expiry."""
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed("GET, HEAD")
-    try:
-        key = _required_key(request)
-    except ApiError as err:
-        return err.response()
-    return _json(key_spend_status(key), key)
+    return key_spend_status(key)
 
 
 def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     return ApiError(
         404, "not_found", f"No API endpoint at {request.path!r}.", type="not_found_error"
     ).response()
-
-
-__all__ = ["chat_completions", "list_models", "retrieve_model", "generation_detail", "json"]
