@@ -57,10 +57,20 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send_response(response: HttpResponse, send: Send) -> None:
+class _Exchange:
+    """What the disconnect watcher needs to know about the response in progress."""
+
+    streaming = False
+
+
+async def _send_response(
+    response: HttpResponse, send: Send, exchange: _Exchange | None = None
+) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     if isinstance(response, StreamingHttpResponse):
+        if exchange is not None:
+            exchange.streaming = True
         async with contextlib.aclosing(response.streaming_content) as content:
             async for chunk in content:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -74,7 +84,9 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _respond(scope: Scope, raw: bytes | None, request_id: str, send: Send) -> None:
+async def _respond(
+    scope: Scope, raw: bytes | None, request_id: str, send: Send, exchange: _Exchange
+) -> None:
     if raw is None:
         limit = settings.LOWROUTER_MAX_BODY_BYTES
         await _send_response(body_too_large(limit).response({"X-Request-ID": request_id}), send)
@@ -93,7 +105,7 @@ async def _respond(scope: Scope, raw: bytes | None, request_id: str, send: Send)
         response = ApiError(
             500, "internal_error", "The gateway hit an unexpected error; nothing was charged."
         ).response({"X-Request-ID": request_id})
-    await _send_response(response, send)
+    await _send_response(response, send, exchange)
 
 
 class ChatEndpoint:
@@ -122,12 +134,19 @@ class ChatEndpoint:
             raw = None if declared > limit else await _read_body(receive, limit)
         except Disconnected:
             return
-        # Like Django: a client that goes away cancels the work (the relay then settles what
-        # the upstream used and closes the upstream request).
-        work = asyncio.create_task(_respond(scope, raw, request_id, send))
+        # A client that goes away while its stream is being relayed cancels the work: the relay
+        # settles what the upstream reported and closes the upstream request. Before streaming
+        # starts (a plain request waiting on its upstream), the work runs to its end instead, so
+        # the upstream's usage is recorded and billed, and the answer goes nowhere.
+        exchange = _Exchange()
+        work = asyncio.create_task(_respond(scope, raw, request_id, send, exchange))
         watch = asyncio.create_task(_wait_for_disconnect(receive))
         try:
-            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch in done and exchange.streaming:
+                work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
         finally:
             for task in (watch, work):
                 if not task.done():

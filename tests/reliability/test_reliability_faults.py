@@ -211,3 +211,20 @@ def test_successful_completion_stores_no_prompt_or_completion_text(
     assert_books_exact(funded.user, generations=1)
     gen = Generation.objects.get(account=funded.user)
     assert "demo provider" not in str(gen.routing_trace) + str(gen.eco_inputs)
+
+
+def test_client_leaving_a_plain_request_still_settles_what_the_upstream_used(
+    gateway, catalogue, funded, upstream, canary
+):
+    upstream.config.latency_ms = 600
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(
+            gateway.api + "/chat/completions",
+            json=chat_body(canary),
+            headers={"Authorization": f"Bearer {funded.token}"},
+            timeout=0.2,
+        )
+    wait_until(settled(funded.user, generations=1))
+    gen = Generation.objects.get(account=funded.user)
+    assert gen.status == "ok" and gen.cost_micros > 0
+    assert_books_exact(funded.user, generations=1)
