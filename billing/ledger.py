@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.models import LedgerEntry, LedgerKind, Wallet
-from billing.sql import fetch_one, field_values, insert_row
-from billing.sql import table as sql_table
+from lowrouter.sql import fetch_one, field_values, insert_row
+from lowrouter.sql import table as sql_table
 
 
 class InsufficientBalance(Exception):

@@ -31,8 +31,8 @@ from billing.models import (
     Wallet,
 )
 from billing.money import credits_to_micros, format_credits, micros_to_credits
-from billing.sql import execute, fetch_one, field_values, insert_row, table
 from keys.auth import KeyContext
+from lowrouter.sql import execute, fetch_one, field_values, insert_row, table
 
 # Holds older than this belong to a process that died: no request lives this long.
 ORPHAN_AFTER = timedelta(minutes=30)

@@ -30,6 +30,7 @@ Slot = tuple[str, str]  # (provider id, region)
 
 LATENCY_WINDOW_S = 300.0
 MAX_LATENCY_SAMPLES = 50
+SAMPLE_INTERVAL_S = 0.2
 HEALTH_PREFIX = "routing:health:"
 LATENCY_PREFIX = "routing:latency:"
 
@@ -103,6 +104,7 @@ class _Mirror:
     def __init__(self) -> None:
         self.entries: dict[Slot, tuple[float, dict | None, list | None]] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.sampled_at: dict[Slot, float] = {}
 
 
 _mirror = _Mirror()
@@ -219,6 +221,13 @@ def note_success(slot: Slot, latency_ms: int) -> None:
     any. Runs in the background: the caller's response does not wait for it."""
     entry = _mirror.entries.get(slot)
     clear = bool(entry and entry[1])
+    now = time.monotonic()
+    # One latency sample per slot per process every SAMPLE_INTERVAL_S is plenty for a 5-minute
+    # median, and spares the shared cache two round trips on almost every request under load.
+    # Clearing a failure is never skipped.
+    if not clear and now - _mirror.sampled_at.get(slot, -SAMPLE_INTERVAL_S) < SAMPLE_INTERVAL_S:
+        return
+    _mirror.sampled_at[slot] = now
     task = asyncio.get_running_loop().create_task(_record_success(slot, latency_ms, clear))
     _mirror.tasks.add(task)
     task.add_done_callback(_mirror.tasks.discard)
@@ -228,6 +237,7 @@ def reset_health() -> None:
     """Forget all health and latency state, here and in the shared cache (tests, operators)."""
     keys = {k for s in _mirror.entries for k in (_health_key(s), _latency_key(s))}
     _mirror.entries.clear()
+    _mirror.sampled_at.clear()
     client = getattr(getattr(cache, "_cache", None), "get_client", None)
     if client is not None:
         # Redis: the records of every process, not only the slots this one has seen.

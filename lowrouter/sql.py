@@ -58,3 +58,28 @@ def field_values(instance: Model) -> dict:
         for f in instance._meta.concrete_fields
         if not (f.primary_key and getattr(instance, f.attname) is None)
     }
+
+
+@cache
+def _converters(model: type[Model], names: tuple[str, ...], vendor: str) -> list:
+    """Per column, the converters the ORM would apply to a raw database value."""
+    result = []
+    for name in names:
+        field = model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
+        result.append(
+            (column, connection.ops.get_db_converters(column) + field.get_db_converters(connection))
+        )
+    return result
+
+
+def convert_row(model: type[Model], names: tuple[str, ...], row: Sequence) -> dict:
+    """A raw row of ``model``'s columns as Python values, converted exactly as the ORM does."""
+    values = {}
+    for name, value, (column, converters) in zip(
+        names, row, _converters(model, names, connection.vendor), strict=True
+    ):
+        for convert in converters:
+            value = convert(value, column, connection)
+        values[name] = value
+    return values
