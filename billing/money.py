@@ -24,10 +24,6 @@ def format_credits(micros: int) -> str:
     return str((Decimal(micros) / MICROS_PER_CREDIT).quantize(Decimal("0.01")))
 
 
-def eur_to_micros(eur: Decimal) -> int:
-    return int((eur * _MICROS_PER_EUR).to_integral_value(rounding=ROUND_HALF_UP))
-
-
 def token_cost_micros(tokens: int, eur_per_1m: Decimal, *, round_up: bool = False) -> int:
     """The cost of ``tokens`` at a price in EUR per 1M tokens, in micro-credits.
 

@@ -325,8 +325,6 @@ async def _complete(call: Call) -> HttpResponse:
                 latency_ms=call.elapsed_ms(),
                 error_code=_upstream_error(exc).code,
             )
-            if usage is None:
-                settlement.eco = {}
             balance = await _settle(call, settlement)
             return _upstream_error(exc).response(_common_headers(call, balance))
         trace["attempts"].append(_attempt_record(offering, "ok", started))
@@ -552,8 +550,6 @@ async def _relay(
             latency_ms=first_byte_ms,
             error_code=error_code,
         )
-        if usage is None:
-            settlement.eco = {}
         await _settle(call, settlement)
         yield _sse(
             ApiError(502, "upstream_stream_failed", f"Upstream failure: {failure.message}").body()

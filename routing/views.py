@@ -28,21 +28,15 @@ def _method_not_allowed(allowed: str) -> HttpResponse:
 
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
+    """Other methods get a 405 here. POST is answered ahead of Django by
+    ``routing.asgi_endpoint``; this branch only serves a deployment without that wrapper."""
     if request.method != "POST":
-        resp = _method_not_allowed("POST")
-        resp["X-Request-ID"] = request_id
-        return resp
-    limit = settings.LOWROUTER_MAX_BODY_BYTES
+        return _method_not_allowed("POST")
+    request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    try:
-        if declared > limit:
-            raise RequestDataTooBig
-        raw = request.body
+        raw = request.body  # Django enforces DATA_UPLOAD_MAX_MEMORY_SIZE = the same limit
     except RequestDataTooBig:
+        limit = settings.LOWROUTER_MAX_BODY_BYTES
         return body_too_large(limit).response({"X-Request-ID": request_id})
     return await gateway.chat_completion(
         authorization=request.headers.get("Authorization"),

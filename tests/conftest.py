@@ -70,9 +70,10 @@ class LiveGateway:
 
     def stop(self) -> None:
         # Close the pooled upstream sessions on their own loop before it ends.
-        for loop, session in list(upstream_client._sessions.items()):
+        for loop in list(upstream_client._sessions):
             if loop.is_running():
-                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
+                future = asyncio.run_coroutine_threadsafe(upstream_client.close_sessions(), loop)
+                future.result(timeout=5)
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
