@@ -1,7 +1,9 @@
 """The append-only credit ledger and the wallet balance it explains.
 
-Every balance change goes through ``post_entry``: the ledger row and the balance update are
-written in one transaction, so balance == sum(ledger entries) holds at every commit.
+Every balance change goes through ``apply_entry`` (``post_entry`` wraps it in a transaction): the
+ledger row and the balance update are written in one transaction, so balance == sum(ledger
+entries) holds at every commit. The one exception is request settlement on PostgreSQL, which
+writes the same pair inside the ``lowrouter_settle`` function (see ``billing/spending.py``).
 """
 
 from django.db import transaction

@@ -1,22 +1,27 @@
 """Reserve, then settle: how a request spends credit without ever overspending.
 
 Before the upstream call, ``reserve_credits`` holds the request's worst-case cost against the
-account's balance and the key's daily and monthly spend, with conditional UPDATEs that only match
-when the hold fits. Concurrent requests therefore queue on row locks and each sees the others'
-holds: N parallel requests can never reserve more than the balance or a limit allows.
+account's balance (a conditional UPDATE that only matches when the hold fits) and the key's daily
+and monthly spend (rows locked, then checked). Concurrent requests therefore queue on row locks
+and each sees the others' holds: N parallel requests can never reserve more than the balance or a
+limit allows.
 
 ``settle_generation`` then writes, in one transaction, the generation record, the ledger debit at
 the real usage, the key's spend counters and the daily aggregate, and releases the hold. Every
 outcome settles (success, upstream error, disconnect, timeout); a hold orphaned by a dead process
 is released by ``release_orphaned_holds`` (a periodic task).
+
+On PostgreSQL both run as server-side functions (migration billing 0004), one round trip each;
+on SQLite, where a statement costs no round trip, as the same steps in Python.
 """
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum, Value
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from billing.ids import new_generation_id
@@ -129,54 +134,45 @@ def _ensure_spend_rows(key_id: int, day: date, month: date) -> None:
 _NO_LIMIT = 2**62
 
 
-def _key_limit_refusal(
-    *, key_id: int, key_name: str, period: str, limit_micros: int, now: datetime
+def _limit_micros(limit: Decimal | None) -> int:
+    return min(credits_to_micros(limit), _NO_LIMIT) if limit is not None else _NO_LIMIT
+
+
+def _spend_refused(
+    refused: str, remaining: int, *, key_name: str, limits: tuple[int, int], now: datetime
 ) -> SpendRefused:
-    day, month = period_starts(now)
-    start = day if period == SpendPeriod.DAY else month
-    row = KeySpend.objects.filter(key_id=key_id, period=period, period_start=start).values(
-        "spent_micros", "reserved_micros"
-    ).first() or {"spent_micros": 0, "reserved_micros": 0}
-    remaining = max(0, limit_micros - row["spent_micros"] - row["reserved_micros"])
-    label = "daily" if period == SpendPeriod.DAY else "monthly"
-    refused = SpendRefused(
+    """The error for a hold that did not fit: ``refused`` is "balance", "day" or "month"."""
+    if refused == "balance":
+        return SpendRefused(
+            status=402,
+            code="insufficient_credits",
+            limit="balance",
+            remaining_micros=remaining,
+            message=f"Insufficient credits: {format_credits(remaining)} credits available",
+        )
+    label, limit = ("daily", limits[0]) if refused == "day" else ("monthly", limits[1])
+    error = SpendRefused(
         status=429,
         code=f"key_{label}_limit_exceeded",
         limit=f"{label}_credit_limit",
         remaining_micros=remaining,
         message=(
             f"API key '{key_name}' has reached its {label} credit limit "
-            f"({format_credits(limit_micros)}): {format_credits(remaining)} credits left"
+            f"({format_credits(limit)}): {format_credits(remaining)} credits left"
         ),
     )
-    refused.retry_after = seconds_until_reset(period, now)
-    return refused
-
-
-def _hold_key_spend(key_id: int, day: date, month: date, amount: int, limits: tuple) -> int:
-    """Add ``amount`` to the day and month reservations, each only if it stays within its limit
-    (spent + reserved + amount <= limit). Returns how many of the two rows it could hold."""
-    ops = connection.ops
-    return execute(
-        f"UPDATE {table(KeySpend)} SET reserved_micros = reserved_micros + %s WHERE key_id = %s"
-        " AND ((period = %s AND period_start = %s AND spent_micros + reserved_micros + %s <= %s)"
-        " OR (period = %s AND period_start = %s AND spent_micros + reserved_micros + %s <= %s))",
-        [
-            amount,
-            key_id,
-            SpendPeriod.DAY.value,
-            ops.adapt_datefield_value(day),
-            amount,
-            limits[0],
-            SpendPeriod.MONTH.value,
-            ops.adapt_datefield_value(month),
-            amount,
-            limits[1],
-        ],
+    error.retry_after = seconds_until_reset(
+        SpendPeriod.DAY if refused == "day" else SpendPeriod.MONTH, now
     )
+    return error
 
 
-@transaction.atomic
+_RESERVE_CALL = (
+    "SELECT refused, hold_id, balance, remaining"
+    " FROM lowrouter_reserve(%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
 def reserve_credits(
     *,
     account_id: int,
@@ -189,60 +185,33 @@ def reserve_credits(
 ) -> HoldTicket:
     """Hold ``amount_micros`` against the balance and the key's limits, or raise SpendRefused.
 
-    Three statements: the wallet (conditional UPDATE), both key periods (one conditional
-    UPDATE), the hold row. A refusal raises inside the transaction, so nothing stays held.
+    Three steps, in one transaction: the wallet (conditional UPDATE), both key periods (locked,
+    checked, raised), the hold row. A refusal leaves nothing held. On PostgreSQL the steps run
+    as the ``lowrouter_reserve`` function (migration billing 0004): one round trip.
     """
     now = now or timezone.now()
     day, month = period_starts(now)
-    row = fetch_one(
-        f"UPDATE {table(Wallet)} SET reserved_micros = reserved_micros + %s"
-        " WHERE account_id = %s AND balance_micros - reserved_micros >= %s"
-        " RETURNING balance_micros",
-        [amount_micros, account_id, amount_micros],
-    )
-    if row is None:
-        w = Wallet.objects.filter(account_id=account_id).values(
-            "balance_micros", "reserved_micros"
-        ).first() or {"balance_micros": 0, "reserved_micros": 0}
-        remaining = max(0, w["balance_micros"] - w["reserved_micros"])
-        raise SpendRefused(
-            status=402,
-            code="insufficient_credits",
-            limit="balance",
-            remaining_micros=remaining,
-            message=f"Insufficient credits: {format_credits(remaining)} credits available",
+    limits = (_limit_micros(daily_limit), _limit_micros(monthly_limit))
+    if connection.vendor == "postgresql":
+        ops = connection.ops
+        refused, hold_id, balance, remaining = fetch_one(
+            _RESERVE_CALL,
+            [
+                account_id,
+                key_id,
+                amount_micros,
+                ops.adapt_datefield_value(day),
+                ops.adapt_datefield_value(month),
+                *limits,
+                ops.adapt_datetimefield_value(now),
+            ],
         )
-    limits = tuple(
-        credits_to_micros(limit) if limit is not None else _NO_LIMIT
-        for limit in (daily_limit, monthly_limit)
-    )
-    _ensure_spend_rows(key_id, day, month)
-    held = _hold_key_spend(key_id, day, month, amount_micros, limits)
-    if held != 2:
-        over_day = (
-            daily_limit is not None
-            and not KeySpend.objects.filter(
-                key_id=key_id,
-                period=SpendPeriod.DAY,
-                period_start=day,
-                reserved_micros__lte=Value(limits[0] - amount_micros) - F("spent_micros"),
-            ).exists()
+    else:
+        refused, hold_id, balance, remaining = _reserve_in_statements(
+            account_id, key_id, amount_micros, day, month, limits, now
         )
-        period, limit = (SpendPeriod.DAY, limits[0]) if over_day else (SpendPeriod.MONTH, limits[1])
-        raise _key_limit_refusal(
-            key_id=key_id, key_name=key_name, period=period, limit_micros=limit, now=now
-        )
-    hold_id = insert_row(
-        Hold,
-        {
-            "account_id": account_id,
-            "key_id": key_id,
-            "amount_micros": amount_micros,
-            "day": day,
-            "month": month,
-            "created_at": now,
-        },
-    )
+    if refused:
+        raise _spend_refused(refused, remaining, key_name=key_name, limits=limits, now=now)
     return HoldTicket(
         hold_id=hold_id,
         account_id=account_id,
@@ -250,8 +219,75 @@ def reserve_credits(
         amount_micros=amount_micros,
         day=day,
         month=month,
-        balance_micros=row[0],
+        balance_micros=balance,
     )
+
+
+class _Refused(Exception):
+    """Rolls the reservation's transaction back; carries why and what is left."""
+
+    def __init__(self, refused: str, remaining: int) -> None:
+        self.refused, self.remaining = refused, remaining
+
+
+def _reserve_in_statements(
+    account_id: int,
+    key_id: int,
+    amount: int,
+    day: date,
+    month: date,
+    limits: tuple[int, int],
+    now: datetime,
+) -> tuple[str | None, int | None, int | None, int]:
+    """``lowrouter_reserve`` as statements, for SQLite (where a statement costs no round trip).
+    Returns (refused, hold_id, balance, remaining) like the function."""
+    try:
+        with transaction.atomic():
+            return (None, *_reserve_steps(account_id, key_id, amount, day, month, limits, now), 0)
+    except _Refused as refusal:
+        return refusal.refused, None, None, refusal.remaining
+
+
+def _reserve_steps(account_id, key_id, amount, day, month, limits, now) -> tuple[int, int]:
+    row = fetch_one(
+        f"UPDATE {table(Wallet)} SET reserved_micros = reserved_micros + %s"
+        " WHERE account_id = %s AND balance_micros - reserved_micros >= %s"
+        " RETURNING balance_micros",
+        [amount, account_id, amount],
+    )
+    if row is None:
+        w = Wallet.objects.filter(account_id=account_id).values(
+            "balance_micros", "reserved_micros"
+        ).first() or {"balance_micros": 0, "reserved_micros": 0}
+        raise _Refused("balance", max(0, w["balance_micros"] - w["reserved_micros"]))
+    _ensure_spend_rows(key_id, day, month)
+    periods = Q(period=SpendPeriod.DAY, period_start=day) | Q(
+        period=SpendPeriod.MONTH, period_start=month
+    )
+    used = {
+        period: spent + held
+        for period, spent, held in KeySpend.objects.filter(periods, key_id=key_id).values_list(
+            "period", "spent_micros", "reserved_micros"
+        )
+    }
+    for period, limit in zip((SpendPeriod.DAY, SpendPeriod.MONTH), limits, strict=True):
+        if used[period] + amount > limit:
+            raise _Refused(period.value, max(0, limit - used[period]))
+    KeySpend.objects.filter(periods, key_id=key_id).update(
+        reserved_micros=F("reserved_micros") + amount
+    )
+    hold_id = insert_row(
+        Hold,
+        {
+            "account_id": account_id,
+            "key_id": key_id,
+            "amount_micros": amount,
+            "day": day,
+            "month": month,
+            "created_at": now,
+        },
+    )
+    return hold_id, row[0]
 
 
 def balance_of(account_id: int) -> int:
@@ -307,18 +343,51 @@ def _add_daily_usage(gen: Generation) -> None:
     )
 
 
-@transaction.atomic
-def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[Generation, int]:
+_SETTLE_CALL = "SELECT cost, balance FROM lowrouter_settle(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, int]:
     """Record the generation, debit what it really cost, and release the hold, atomically.
 
-    Six statements: the hold, the wallet and its ledger entry, the generation, the key's spend,
-    the daily aggregate. Returns the generation and the account's balance after it.
+    Six steps: the hold, the wallet and its ledger entry, the generation, the key's spend, the
+    daily aggregate. On PostgreSQL they run as the ``lowrouter_settle`` function (migration
+    billing 0004): one round trip. Returns the micros charged and the balance after it.
     """
+    gen = _generation(hold, outcome)
+    charge = max(0, outcome.cost_micros)
+    if connection.vendor != "postgresql":
+        return _settle_in_statements(hold, gen, charge)
+    ops = connection.ops
+    row = fetch_one(
+        _SETTLE_CALL,
+        [
+            hold.hold_id,
+            hold.account_id,
+            hold.key_id,
+            hold.amount_micros,
+            ops.adapt_datefield_value(hold.day),
+            ops.adapt_datefield_value(hold.month),
+            charge,
+            json.dumps(field_values(gen), default=_json_value),
+        ],
+    )
+    return row[0], row[1]
+
+
+@transaction.atomic
+def _settle_in_statements(hold: HoldTicket, gen: Generation, charge: int) -> tuple[int, int]:
+    """``lowrouter_settle`` as statements, for SQLite (where a statement costs no round trip)."""
     # If the orphan reaper already released this hold, its counters were given back already.
     released = execute(f"DELETE FROM {table(Hold)} WHERE id = %s", [hold.hold_id])
     release = hold.amount_micros if released else 0
-    gen = _generation(hold, outcome)
-    charge = max(0, outcome.cost_micros)
     entry = None
     if charge:
         entry = _debit(gen, charge, release)
@@ -340,10 +409,9 @@ def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[Generat
         )
         balance = row[0] if row else 0
     insert_row(Generation, field_values(gen))
-    gen._state.adding, gen._state.db = False, "default"
     _move_key_spend(hold, release=release, spend=gen.cost_micros)
     _add_daily_usage(gen)
-    return gen, balance
+    return gen.cost_micros, balance
 
 
 def _debit(gen: Generation, amount: int, release: int):

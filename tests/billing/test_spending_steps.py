@@ -1,0 +1,230 @@
+"""Reserve and settle, step by step, on the database the suite runs against.
+
+On PostgreSQL these run as the ``lowrouter_reserve`` / ``lowrouter_settle`` functions, on SQLite
+as statements; both passes of CI run this file, so the two forms are held to the same results.
+"""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from billing.ids import new_generation_id
+from billing.ledger import ledger_sum
+from billing.models import DailyUsage, Generation, Hold, KeySpend, LedgerEntry, Wallet
+from billing.money import credits_to_micros
+from billing.spending import (
+    Settlement,
+    SpendRefused,
+    release_orphaned_holds,
+    reserve_credits,
+    settle_generation,
+)
+from tests.conftest import make_funded
+
+pytestmark = pytest.mark.django_db
+
+
+def reserve(f, amount: int) -> object:
+    return reserve_credits(
+        account_id=f.user.pk,
+        key_id=f.key.pk,
+        key_name=f.key.name,
+        daily_limit=f.key.daily_credit_limit,
+        monthly_limit=f.key.monthly_credit_limit,
+        amount_micros=amount,
+    )
+
+
+def outcome(cost: int, **fields: object) -> Settlement:
+    values = {
+        "requested_model": "demo/echo-small",
+        "resolved_model": "demo/echo-small",
+        "status": "ok",
+        "provider": "demo",
+        "region": "local",
+        "prompt_tokens": 10,
+        "completion_tokens": 20,
+        "cached_prompt_tokens": 4,
+        "latency_ms": 12,
+        "cost_micros": cost,
+        "prompt_price_eur": Decimal("1.250000"),
+        "completion_price_eur": Decimal("2.000000"),
+        "cached_prompt_price_eur": Decimal("0.125000"),
+        "platform_fee_eur": Decimal("0.500000"),
+        "routing_trace": {"attempts": [{"provider": "demo", "outcome": "ok"}], "mode": "pinned"},
+        "created_at": timezone.now() - timedelta(seconds=1),
+        "generation_id": new_generation_id(),
+        "eco": {
+            "energy_wh": 0.25,
+            "carbon_g": 0.0625,
+            "carbon_per_1k_tokens_g": 2.08,
+            "accuracy": "gross",
+            "methodology_version": "v0.4-2026-01",
+            "inputs": {"active_params_b": 3, "grid_g_per_kwh": 250.0},
+        },
+    }
+    return Settlement(**{**values, **fields})
+
+
+def spend_rows(f) -> dict[str, tuple[int, int]]:
+    return {
+        s.period: (s.spent_micros, s.reserved_micros) for s in KeySpend.objects.filter(key=f.key)
+    }
+
+
+def assert_books_exact(f) -> None:
+    wallet = Wallet.objects.get(account=f.user)
+    assert wallet.balance_micros == ledger_sum(f.user) >= 0
+    assert wallet.reserved_micros == 0
+    assert not Hold.objects.filter(account=f.user).exists()
+    assert all(reserved == 0 for _, reserved in spend_rows(f).values())
+
+
+def test_a_settled_request_is_recorded_once_everywhere():
+    f = make_funded(credits=Decimal("10"))
+    start = credits_to_micros(Decimal("10"))
+    hold = reserve(f, 2_000_000)
+    assert hold.balance_micros == start
+    assert Wallet.objects.get(account=f.user).reserved_micros == 2_000_000
+    assert Hold.objects.get(pk=hold.hold_id).amount_micros == 2_000_000
+    assert spend_rows(f) == {"day": (0, 2_000_000), "month": (0, 2_000_000)}
+
+    first = outcome(750_000)
+    assert settle_generation(hold=hold, outcome=first) == (750_000, start - 750_000)
+
+    gen = Generation.objects.get(pk=first.generation_id)
+    assert (gen.cost_micros, gen.unbilled_micros) == (750_000, 0)
+    assert (gen.prompt_tokens, gen.completion_tokens, gen.total_tokens) == (10, 20, 30)
+    assert gen.cached_prompt_tokens == 4 and gen.latency_ms == 12 and gen.stream is False
+    assert gen.prompt_price_eur == Decimal("1.25") and gen.platform_fee_eur == Decimal("0.5")
+    assert gen.created_at == first.created_at and gen.completed_at >= gen.created_at
+    assert gen.routing_trace == first.routing_trace
+    assert gen.eco_inputs == {"active_params_b": 3, "grid_g_per_kwh": 250.0}
+    assert (gen.energy_wh, gen.carbon_g, gen.eco_accuracy) == (0.25, 0.0625, "gross")
+    assert gen.methodology_version == "v0.4-2026-01"
+    assert (gen.account_id, gen.key_id, gen.provider, gen.region) == (
+        f.user.pk,
+        f.key.pk,
+        "demo",
+        "local",
+    )
+    entry = LedgerEntry.objects.get(generation=gen)
+    assert (entry.kind, entry.amount_micros, entry.reference) == ("usage", -750_000, gen.id)
+    assert spend_rows(f) == {"day": (750_000, 0), "month": (750_000, 0)}
+    usage = DailyUsage.objects.get(account=f.user)
+    assert (usage.day, usage.model, usage.requests) == (
+        first.created_at.date(),
+        "demo/echo-small",
+        1,
+    )
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cost_micros) == (10, 20, 750_000)
+
+    second = outcome(250_000)
+    assert settle_generation(hold=reserve(f, 1_000_000), outcome=second) == (
+        250_000,
+        start - 1_000_000,
+    )
+    usage.refresh_from_db()
+    assert (usage.requests, usage.cost_micros, usage.prompt_tokens) == (2, 1_000_000, 20)
+    assert usage.energy_wh == pytest.approx(0.5)
+    assert spend_rows(f) == {"day": (1_000_000, 0), "month": (1_000_000, 0)}
+    assert_books_exact(f)
+
+
+def test_a_cost_beyond_what_the_balance_can_pay_is_kept_as_unbilled():
+    f = make_funded(credits=Decimal("1"))  # 1,000,000 micros
+    other = reserve(f, 300_000)
+    hold = reserve(f, 500_000)
+    # The upstream ignored the bound: 2,000,000 is due, but 300,000 is promised to `other`.
+    late = outcome(2_000_000)
+    assert settle_generation(hold=hold, outcome=late) == (700_000, 300_000)
+    gen = Generation.objects.get(pk=late.generation_id)
+    assert (gen.cost_micros, gen.unbilled_micros) == (700_000, 1_300_000)
+    assert Wallet.objects.get(account=f.user).reserved_micros == 300_000
+    assert settle_generation(hold=other, outcome=outcome(300_000)) == (300_000, 0)
+    assert_books_exact(f)
+
+
+def test_nothing_is_billed_when_nothing_is_left_to_pay():
+    f = make_funded(credits=Decimal("1"))
+    hold = reserve(f, 1_000_000)
+    LedgerEntry.objects.create(account=f.user, kind="adjustment", amount_micros=-1_000_000)
+    Wallet.objects.filter(account=f.user).update(balance_micros=0)
+    failed = outcome(400_000)
+    assert settle_generation(hold=hold, outcome=failed) == (0, 0)
+    gen = Generation.objects.get(pk=failed.generation_id)
+    assert (gen.cost_micros, gen.unbilled_micros) == (0, 400_000)
+    assert not LedgerEntry.objects.filter(generation=gen).exists()
+    assert_books_exact(f)
+
+
+def test_a_free_outcome_writes_a_record_and_no_ledger_entry():
+    f = make_funded(credits=Decimal("1"))
+    failed = outcome(0, status="upstream_error", error_code="upstream_error", provider="")
+    assert settle_generation(hold=reserve(f, 600_000), outcome=failed) == (0, 1_000_000)
+    gen = Generation.objects.get(pk=failed.generation_id)
+    assert (gen.status, gen.error_code, gen.cost_micros) == ("upstream_error", "upstream_error", 0)
+    assert not LedgerEntry.objects.filter(generation=gen).exists()
+    assert DailyUsage.objects.get(account=f.user).requests == 1
+    assert_books_exact(f)
+
+
+def test_a_hold_the_reaper_gave_back_is_not_given_back_twice():
+    f = make_funded(credits=Decimal("1"))
+    hold = reserve(f, 500_000)
+    Hold.objects.filter(pk=hold.hold_id).update(created_at=timezone.now() - timedelta(hours=1))
+    assert release_orphaned_holds() == 1
+    assert settle_generation(hold=hold, outcome=outcome(100_000)) == (100_000, 900_000)
+    assert spend_rows(f) == {"day": (100_000, 0), "month": (100_000, 0)}
+    assert_books_exact(f)
+
+
+def test_refusals_say_which_limit_and_hold_nothing():
+    f = make_funded(
+        credits=Decimal("1"),
+        daily_credit_limit=Decimal("0.5"),
+        monthly_credit_limit=Decimal("0.8"),
+    )
+
+    def refused(amount: int) -> SpendRefused:
+        wallet_before = Wallet.objects.get(account=f.user).reserved_micros
+        spend_before = spend_rows(f)
+        holds_before = Hold.objects.count()
+        with pytest.raises(SpendRefused) as caught:
+            reserve(f, amount)
+        assert Wallet.objects.get(account=f.user).reserved_micros == wallet_before
+        assert Hold.objects.count() == holds_before
+        if spend_before:
+            assert spend_rows(f) == spend_before
+        return caught.value
+
+    balance = refused(1_500_000)
+    assert (balance.status, balance.code, balance.limit) == (402, "insufficient_credits", "balance")
+    assert balance.remaining_micros == 1_000_000
+    day = refused(600_000)
+    assert (day.status, day.code, day.remaining_micros) == (
+        429,
+        "key_daily_limit_exceeded",
+        500_000,
+    )
+    assert day.limit == "daily_credit_limit" and day.retry_after > 0
+    held = reserve(f, 400_000)
+    assert refused(200_000).remaining_micros == 100_000
+    settle_generation(hold=held, outcome=outcome(400_000))
+
+    # Tomorrow's day has room again; the month (0.8) is what refuses 0.5 more.
+    Wallet.objects.filter(account=f.user).update(balance_micros=credits_to_micros(Decimal("10")))
+    LedgerEntry.objects.create(
+        account=f.user, kind="adjustment", amount_micros=credits_to_micros(Decimal("10")) - 600_000
+    )
+    KeySpend.objects.filter(key=f.key, period="day").update(spent_micros=0)
+    month = refused(500_000)
+    assert (month.status, month.code, month.limit) == (
+        429,
+        "key_monthly_limit_exceeded",
+        "monthly_credit_limit",
+    )
+    assert month.remaining_micros == 400_000
+    assert_books_exact(f)
