@@ -15,12 +15,11 @@ On PostgreSQL both run as server-side functions (migration billing 0004), one ro
 on SQLite, where a statement costs no round trip, as the same steps in Python.
 """
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -37,7 +36,8 @@ from billing.models import (
 )
 from billing.money import credits_to_micros, format_credits, micros_to_credits
 from keys.auth import KeyContext
-from lowrouter.sql import execute, fetch_one, field_values, insert_row, table
+from lowrouter import jsonio
+from lowrouter.sql import execute, fetch_one, insert_row, table
 
 # Holds older than this belong to a process that died: no request lives this long.
 ORPHAN_AFTER = timedelta(minutes=30)
@@ -192,8 +192,9 @@ def reserve_credits(
     now = now or timezone.now()
     day, month = period_starts(now)
     limits = (_limit_micros(daily_limit), _limit_micros(monthly_limit))
-    if connection.vendor == "postgresql":
-        ops = connection.ops
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql":
+        ops = db.ops
         refused, hold_id, balance, remaining = fetch_one(
             _RESERVE_CALL,
             [
@@ -318,7 +319,7 @@ def _move_key_spend(hold: HoldTicket, *, release: int, spend: int) -> None:
     )
 
 
-def _add_daily_usage(gen: Generation) -> None:
+def _add_daily_usage(gen: dict) -> None:
     """One upsert (PostgreSQL and SQLite share the ON CONFLICT syntax)."""
     execute(
         f"INSERT INTO {table(DailyUsage)} (account_id, day, model, requests, prompt_tokens,"
@@ -331,14 +332,14 @@ def _add_daily_usage(gen: Generation) -> None:
         " energy_wh = {t}.energy_wh + excluded.energy_wh,"
         " carbon_g = {t}.carbon_g + excluded.carbon_g".replace("{t}", table(DailyUsage)),
         [
-            gen.account_id,
-            connection.ops.adapt_datefield_value(gen.created_at.date()),
-            gen.resolved_model or gen.requested_model,
-            gen.prompt_tokens,
-            gen.completion_tokens,
-            gen.cost_micros,
-            gen.energy_wh or 0.0,
-            gen.carbon_g or 0.0,
+            gen["account_id"],
+            connection.ops.adapt_datefield_value(gen["created_at"].date()),
+            gen["resolved_model"] or gen["requested_model"],
+            gen["prompt_tokens"],
+            gen["completion_tokens"],
+            gen["cost_micros"],
+            gen["energy_wh"] or 0.0,
+            gen["carbon_g"] or 0.0,
         ],
     )
 
@@ -361,11 +362,12 @@ def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, in
     daily aggregate. On PostgreSQL they run as the ``lowrouter_settle`` function (migration
     billing 0004): one round trip. Returns the micros charged and the balance after it.
     """
-    gen = _generation(hold, outcome)
+    gen = _generation_row(hold, outcome)
     charge = max(0, outcome.cost_micros)
-    if connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
         return _settle_in_statements(hold, gen, charge)
-    ops = connection.ops
+    ops = db.ops
     row = fetch_one(
         _SETTLE_CALL,
         [
@@ -376,14 +378,14 @@ def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, in
             ops.adapt_datefield_value(hold.day),
             ops.adapt_datefield_value(hold.month),
             charge,
-            json.dumps(field_values(gen), default=_json_value),
+            jsonio.dumps(gen, default=_json_value).decode(),
         ],
     )
     return row[0], row[1]
 
 
 @transaction.atomic
-def _settle_in_statements(hold: HoldTicket, gen: Generation, charge: int) -> tuple[int, int]:
+def _settle_in_statements(hold: HoldTicket, gen: dict, charge: int) -> tuple[int, int]:
     """``lowrouter_settle`` as statements, for SQLite (where a statement costs no round trip)."""
     # If the orphan reaper already released this hold, its counters were given back already.
     released = execute(f"DELETE FROM {table(Hold)} WHERE id = %s", [hold.hold_id])
@@ -397,8 +399,8 @@ def _settle_in_statements(hold: HoldTicket, gen: Generation, charge: int) -> tup
             # the rest visible as unbilled rather than driving the balance below zero.
             payable = _payable(hold.account_id, release)
             entry = _debit(gen, min(charge, payable), release) if payable > 0 else None
-        gen.cost_micros = -entry.amount_micros if entry else 0
-        gen.unbilled_micros = charge - gen.cost_micros
+        gen["cost_micros"] = -entry.amount_micros if entry else 0
+        gen["unbilled_micros"] = charge - gen["cost_micros"]
     if entry is not None:
         balance = entry.balance_after
     else:
@@ -408,20 +410,20 @@ def _settle_in_statements(hold: HoldTicket, gen: Generation, charge: int) -> tup
             [release, hold.account_id],
         )
         balance = row[0] if row else 0
-    insert_row(Generation, field_values(gen))
-    _move_key_spend(hold, release=release, spend=gen.cost_micros)
+    insert_row(Generation, gen)
+    _move_key_spend(hold, release=release, spend=gen["cost_micros"])
     _add_daily_usage(gen)
-    return gen.cost_micros, balance
+    return gen["cost_micros"], balance
 
 
-def _debit(gen: Generation, amount: int, release: int):
+def _debit(gen: dict, amount: int, release: int):
     return apply_entry(
-        account_id=gen.account_id,
+        account_id=gen["account_id"],
         kind=LedgerKind.USAGE,
         amount_micros=-amount,
         release_micros=release,
-        generation_id=gen.id,
-        reference=gen.id,
+        generation_id=gen["id"],
+        reference=gen["id"],
     )
 
 
@@ -433,10 +435,12 @@ def _payable(account_id: int, release: int) -> int:
     return max(0, w["balance_micros"] - (w["reserved_micros"] - release)) if w else 0
 
 
-def _generation(hold: HoldTicket, outcome: Settlement) -> Generation:
+def _generation_row(hold: HoldTicket, outcome: Settlement) -> dict:
+    """The generation record's columns, by attribute name (a plain dict: building a model
+    instance costs more than the rest of settlement on the request path)."""
     eco = outcome.eco
     now = timezone.now()
-    return Generation(
+    return dict(
         id=outcome.generation_id or new_generation_id(),
         account_id=hold.account_id,
         key_id=hold.key_id,

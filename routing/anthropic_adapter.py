@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from lowrouter import jsonio
+
 PATH = "/messages"
 API_VERSION = "2023-06-01"
 # Messages requires max_tokens; the gateway normally passes the bound it reserved credits for.
@@ -456,7 +458,7 @@ async def translate_events(
     translator = StreamTranslator(model=model)
     async for event in events:
         try:
-            data = json.loads(event.data)
+            data = jsonio.loads(event.data)
         except ValueError:
             yield event
             continue
@@ -464,4 +466,4 @@ async def translate_events(
             yield event
             continue
         for chunk in translator.feed(None, data):
-            yield _Event(json.dumps(chunk, separators=(",", ":")))
+            yield _Event(jsonio.dumps(chunk).decode())

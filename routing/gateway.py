@@ -6,7 +6,6 @@ response is relayed chunk by chunk. No prompt or completion text is stored or lo
 """
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -32,6 +31,7 @@ from billing.spending import (
 from catalog.models import WireFormat
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView, aget_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
+from lowrouter import jsonio
 from lowrouter.asyncdb import DatabaseUnavailable, run_db
 from routing import anthropic_adapter, eco_bridge, health, upstream
 from routing.errors import ApiError
@@ -340,7 +340,7 @@ async def _complete(call: Call) -> HttpResponse:
         balance = await _settle(call, settlement)
         data["model"] = call.plan.model.id
         data["lowrouter"] = _lowrouter_block(call, offering, settlement.eco.get("block"))
-        resp = HttpResponse(json.dumps(data), content_type="application/json")
+        resp = HttpResponse(jsonio.dumps(data), content_type="application/json")
         for name, value in {
             **_common_headers(call, balance),
             **_served_headers(call, offering),
@@ -378,7 +378,7 @@ def _attempt_order(call: Call) -> list[OfferingView]:
 
 
 def _sse(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + jsonio.dumps(obj) + b"\n\n"
 
 
 _DONE = b"data: [DONE]\n\n"
@@ -401,7 +401,7 @@ async def _stream(call: Call) -> HttpResponse:
             # Failover is only possible before the first byte reaches the client, so the
             # first event is read here, inside the attempt.
             first = await anext(events)
-            first_chunk = json.loads(first.data)
+            first_chunk = jsonio.loads(first.data)
             if not isinstance(first_chunk, dict) or "error" in first_chunk:
                 raise UpstreamFailure("malformed", "The upstream stream began with an error.")
         except StopAsyncIteration:
@@ -500,7 +500,7 @@ async def _relay(
             if event.data == "[DONE]":
                 break
             try:
-                chunk = json.loads(event.data)
+                chunk = jsonio.loads(event.data)
             except ValueError:
                 raise UpstreamFailure("malformed", "The upstream sent a malformed chunk.") from None
             if not isinstance(chunk, dict):

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from catalog.models import WireFormat
 from catalog.snapshot import OfferingView
+from lowrouter import jsonio
 from routing import anthropic_adapter
 
 _sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
@@ -88,7 +89,7 @@ def _retry_after(value: str | None) -> float | None:
 
 async def _failure_from_response(resp: aiohttp.ClientResponse) -> UpstreamFailure:
     try:
-        body = json.loads(await resp.read())
+        body = jsonio.loads(await resp.read())
     except (TimeoutError, ValueError, aiohttp.ClientError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None
@@ -130,7 +131,7 @@ async def post_json(offering: OfferingView, path: str, payload: dict) -> aiohttp
         async with asyncio.timeout(settings.LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT):
             resp = await get_session().post(
                 offering.base_url + path,
-                data=json.dumps(payload),
+                data=jsonio.dumps(payload),
                 headers=headers,
                 timeout=_timeouts(),
             )
@@ -159,7 +160,7 @@ async def read_json(resp: aiohttp.ClientResponse) -> dict:
     finally:
         resp.release()
     try:
-        data = json.loads(body)
+        data = jsonio.loads(body)
     except ValueError as exc:
         raise UpstreamFailure("malformed", "The upstream provider sent invalid JSON.") from exc
     if not isinstance(data, dict):

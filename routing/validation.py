@@ -3,6 +3,7 @@
 import json
 from dataclasses import dataclass, field
 
+from lowrouter import jsonio
 from routing.errors import ApiError, invalid_request
 
 # Fields the gateway reads itself and never forwards upstream.
@@ -100,7 +101,7 @@ def _check_messages(messages: object) -> tuple[int, bool]:
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     try:
-        body = json.loads(raw)
+        body = jsonio.loads(raw)
     except UnicodeDecodeError as exc:
         raise invalid_request("The request body is not valid UTF-8.", code="invalid_json") from exc
     except RecursionError as exc:

@@ -228,3 +228,13 @@ def test_refusals_say_which_limit_and_hold_nothing():
     )
     assert month.remaining_micros == 400_000
     assert_books_exact(f)
+
+
+def test_the_generation_row_names_every_column_of_the_model():
+    from billing.spending import HoldTicket, _generation_row
+
+    hold = HoldTicket(
+        hold_id=1, account_id=1, key_id=1, amount_micros=1, day=None, month=None, balance_micros=0
+    )
+    columns = {f.attname for f in Generation._meta.concrete_fields}
+    assert set(_generation_row(hold, outcome(0))) == columns
