@@ -104,8 +104,6 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# Threads per process that run database work off the event loop; each keeps one connection.
-DB_THREADS = env.int("DB_THREADS", default=min(32, (os.cpu_count() or 1) + 4))
 
 # --- Cache, Redis and Celery ----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

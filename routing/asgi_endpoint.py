@@ -84,16 +84,13 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _respond(
-    scope: Scope, raw: bytes | None, request_id: str, send: Send, exchange: _Exchange
-) -> None:
+async def _answer(scope: Scope, raw: bytes | None, request_id: str) -> HttpResponse:
     if raw is None:
         limit = settings.LOWROUTER_MAX_BODY_BYTES
-        await _send_response(body_too_large(limit).response({"X-Request-ID": request_id}), send)
-        return
+        return body_too_large(limit).response({"X-Request-ID": request_id})
     headers = scope["headers"]
     try:
-        response = await gateway.chat_completion(
+        return await gateway.chat_completion(
             authorization=_header(headers, b"authorization"),
             raw_body=raw,
             request_id=request_id,
@@ -102,10 +99,33 @@ async def _respond(
     except Exception as exc:
         # Never a page or a trace; the log names the type only (messages can quote input).
         log.error("unhandled %s on %s", type(exc).__name__, PATH)
-        response = ApiError(
+        return ApiError(
             500, "internal_error", "The gateway hit an unexpected error; nothing was charged."
         ).response({"X-Request-ID": request_id})
-    await _send_response(response, send, exchange)
+
+
+async def _relay_watching(response: StreamingHttpResponse, send: Send, receive: Receive) -> None:
+    """Send a stream while watching for the client leaving: once the relay has started, a
+    disconnect cancels it, which settles what the upstream reported and closes the upstream
+    request (the relay's own clean-up). Before it has started it cannot be cancelled without
+    skipping that clean-up, so it runs on, into a closed connection."""
+    exchange = _Exchange()
+    relay = asyncio.create_task(_send_response(response, send, exchange))
+    watch = asyncio.create_task(_wait_for_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if watch in done and exchange.streaming:
+            relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+    finally:
+        for task in (watch, relay):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    if not relay.cancelled() and relay.exception() is not None:
+        log.error("unhandled %s on %s", type(relay.exception()).__name__, PATH)
 
 
 class ChatEndpoint:
@@ -134,27 +154,14 @@ class ChatEndpoint:
             raw = None if declared > limit else await _read_body(receive, limit)
         except Disconnected:
             return
-        # A client that goes away while its stream is being relayed cancels the work: the relay
-        # settles what the upstream reported and closes the upstream request. Before streaming
-        # starts (a plain request waiting on its upstream), the work runs to its end instead, so
-        # the upstream's usage is recorded and billed, and the answer goes nowhere.
-        exchange = _Exchange()
-        work = asyncio.create_task(_respond(scope, raw, request_id, send, exchange))
-        watch = asyncio.create_task(_wait_for_disconnect(receive))
-        try:
-            done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if watch in done and exchange.streaming:
-                work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-        finally:
-            for task in (watch, work):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-        if not work.cancelled() and work.exception() is not None:
-            log.error("unhandled %s on %s", type(work.exception()).__name__, PATH)
+        # A plain request runs to its end even if its client leaves, so the upstream's usage is
+        # recorded and billed (the answer goes nowhere); only a stream is watched, once it is
+        # being relayed.
+        response = await _answer(scope, raw, request_id)
+        if isinstance(response, StreamingHttpResponse):
+            await _relay_watching(response, send, receive)
+        else:
+            await _send_response(response, send)
 
 
 __all__ = ["ChatEndpoint"]

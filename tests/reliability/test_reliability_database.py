@@ -63,3 +63,31 @@ def test_dropped_database_connections_fail_cleanly_and_keep_the_books(
 
     release_orphaned_holds(older_than=timedelta(0))
     assert_books_exact(funded.user)
+
+
+def test_connections_the_server_ended_while_idle_are_replaced_without_a_failed_request(
+    gateway, funded, catalogue, upstream
+):
+    headers = {"Authorization": f"Bearer {funded.token}"}
+
+    async def burst() -> list[int]:
+        # Concurrent, so that most of the server's database threads hold a connection.
+        async with httpx.AsyncClient(timeout=30) as client:
+            replies = await asyncio.gather(
+                *(
+                    client.post(
+                        gateway.api + "/chat/completions",
+                        json=chat_body(f"idle{i}"),
+                        headers=headers,
+                    )
+                    for i in range(12)
+                )
+            )
+        return [r.status_code for r in replies]
+
+    assert asyncio.run(burst()) == [200] * 12
+    assert _terminate_gateway_backends() > 0  # as a PostgreSQL restart or an idle timeout would
+    connection.close()
+    assert asyncio.run(burst()) == [200] * 12
+    assert asyncio.run(burst()) == [200] * 12
+    assert_books_exact(funded.user, generations=36)

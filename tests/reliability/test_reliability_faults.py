@@ -36,7 +36,7 @@ def _error(resp: httpx.Response) -> dict:
 def test_upstream_5xx_is_a_free_502_with_a_record(http, funded, upstream, canary):
     upstream.config.fault, upstream.config.fault_status = "http_error", 503
     resp = http.post("/chat/completions", json=chat_body(canary))
-    assert resp.status_code == 502
+    assert resp.status_code == 502, resp.text
     assert _error(resp)["code"] == "upstream_error"
     assert_books_exact(funded.user, generations=1)
     gen = Generation.objects.get()
