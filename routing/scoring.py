@@ -86,23 +86,34 @@ class Preferences:
     region_pinned: bool = False
 
 
+# The eco context the figures below were computed for, and (params, provider, region) -> grams.
+# A new catalogue or eco version is a new context object, which starts a new memo.
+_carbon_memo: list = [None, {}]
+
+
 def fill_carbon(candidates: list[Candidate], ctx: EcoContext | None) -> None:
     """Grams per 1K tokens and grid intensity per candidate, or None when unknown."""
     if ctx is None or ctx.current_version is None:
         return
     grids = ctx.grids.get(ctx.current_version, {})
+    if _carbon_memo[0] is not ctx:
+        _carbon_memo[:] = [ctx, {}]
+    memo = _carbon_memo[1]
     for c in candidates:
         grid = grids.get(c.offering.region)
         c.grid_g_per_kwh = grid.g_per_kwh if grid else None
-        try:
-            c.carbon_g_per_1k = grams_per_1k_tokens(
-                ctx,
-                active_params_b=c.model.active_params_b,
-                provider=c.offering.provider_id,
-                region=c.offering.region,
-            )
-        except UnknownMethodology:
-            c.carbon_g_per_1k = None
+        key = (c.model.active_params_b, c.offering.provider_id, c.offering.region)
+        if key not in memo:
+            try:
+                memo[key] = grams_per_1k_tokens(
+                    ctx,
+                    active_params_b=c.model.active_params_b,
+                    provider=c.offering.provider_id,
+                    region=c.offering.region,
+                )
+            except UnknownMethodology:
+                memo[key] = None
+        c.carbon_g_per_1k = memo[key]
 
 
 RATIO_CAP_LOG2 = 4.0  # sixteen times the best is as bad as it gets

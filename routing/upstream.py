@@ -174,21 +174,30 @@ class SseEvent:
 
 
 async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
-    """Yield the ``data:`` payloads of a Server-Sent Events body as they arrive."""
-    buffer: list[str] = []
+    """Yield the ``data:`` payloads of a Server-Sent Events body as they arrive.
+
+    Reads whatever bytes have arrived (usually one whole event) rather than line by line: one
+    await per event instead of two, which is most of the relay's own cost per chunk."""
+    pending = b""
+    data: list[str] = []
     try:
-        async for raw in resp.content:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            if not line:
-                if buffer:
-                    yield SseEvent("\n".join(buffer))
-                    buffer = []
-                continue
-            if line.startswith("data:"):
-                buffer.append(line[5:].lstrip(" "))
-            # Comments (":") and other fields (event:, id:) carry nothing we relay.
-        if buffer:
-            yield SseEvent("\n".join(buffer))
+        async for block in resp.content.iter_any():
+            lines = (pending + block).split(b"\n")
+            pending = lines.pop()  # an incomplete last line waits for the next block
+            for raw in lines:
+                line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+                if not line:
+                    if data:
+                        yield SseEvent("\n".join(data))
+                        data = []
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip(" "))
+                # Comments (":") and other fields (event:, id:) carry nothing we relay.
+        line = pending.rstrip(b"\r").decode("utf-8", errors="replace")
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+        if data:
+            yield SseEvent("\n".join(data))
     except TimeoutError as exc:
         raise UpstreamFailure("timeout", "The upstream stream stalled.") from exc
     except aiohttp.ClientError as exc:
