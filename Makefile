@@ -35,4 +35,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py --profile
