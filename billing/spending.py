@@ -241,54 +241,47 @@ def _reserve_in_statements(
     now: datetime,
 ) -> tuple[str | None, int | None, int | None, int]:
     """``lowrouter_reserve`` as statements, for SQLite (where a statement costs no round trip).
-    Returns (refused, hold_id, balance, remaining) like the function."""
+    Returns (refused, hold_id, balance, remaining) like the function; a refusal rolls back."""
     try:
         with transaction.atomic():
-            return (None, *_reserve_steps(account_id, key_id, amount, day, month, limits, now), 0)
+            row = fetch_one(
+                f"UPDATE {table(Wallet)} SET reserved_micros = reserved_micros + %s"
+                " WHERE account_id = %s AND balance_micros - reserved_micros >= %s"
+                " RETURNING balance_micros",
+                [amount, account_id, amount],
+            )
+            if row is None:
+                w = Wallet.objects.filter(account_id=account_id).values(
+                    "balance_micros", "reserved_micros"
+                ).first() or {"balance_micros": 0, "reserved_micros": 0}
+                raise _Refused("balance", max(0, w["balance_micros"] - w["reserved_micros"]))
+            _ensure_spend_rows(key_id, day, month)
+            periods = Q(period=SpendPeriod.DAY, period_start=day) | Q(
+                period=SpendPeriod.MONTH, period_start=month
+            )
+            spend = KeySpend.objects.filter(periods, key_id=key_id)
+            used = {
+                p: spent + held
+                for p, spent, held in spend.values_list("period", "spent_micros", "reserved_micros")
+            }
+            for period, limit in zip((SpendPeriod.DAY, SpendPeriod.MONTH), limits, strict=True):
+                if used[period] + amount > limit:
+                    raise _Refused(period.value, max(0, limit - used[period]))
+            spend.update(reserved_micros=F("reserved_micros") + amount)
+            hold_id = insert_row(
+                Hold,
+                {
+                    "account_id": account_id,
+                    "key_id": key_id,
+                    "amount_micros": amount,
+                    "day": day,
+                    "month": month,
+                    "created_at": now,
+                },
+            )
+            return None, hold_id, row[0], 0
     except _Refused as refusal:
         return refusal.refused, None, None, refusal.remaining
-
-
-def _reserve_steps(account_id, key_id, amount, day, month, limits, now) -> tuple[int, int]:
-    row = fetch_one(
-        f"UPDATE {table(Wallet)} SET reserved_micros = reserved_micros + %s"
-        " WHERE account_id = %s AND balance_micros - reserved_micros >= %s"
-        " RETURNING balance_micros",
-        [amount, account_id, amount],
-    )
-    if row is None:
-        w = Wallet.objects.filter(account_id=account_id).values(
-            "balance_micros", "reserved_micros"
-        ).first() or {"balance_micros": 0, "reserved_micros": 0}
-        raise _Refused("balance", max(0, w["balance_micros"] - w["reserved_micros"]))
-    _ensure_spend_rows(key_id, day, month)
-    periods = Q(period=SpendPeriod.DAY, period_start=day) | Q(
-        period=SpendPeriod.MONTH, period_start=month
-    )
-    used = {
-        period: spent + held
-        for period, spent, held in KeySpend.objects.filter(periods, key_id=key_id).values_list(
-            "period", "spent_micros", "reserved_micros"
-        )
-    }
-    for period, limit in zip((SpendPeriod.DAY, SpendPeriod.MONTH), limits, strict=True):
-        if used[period] + amount > limit:
-            raise _Refused(period.value, max(0, limit - used[period]))
-    KeySpend.objects.filter(periods, key_id=key_id).update(
-        reserved_micros=F("reserved_micros") + amount
-    )
-    hold_id = insert_row(
-        Hold,
-        {
-            "account_id": account_id,
-            "key_id": key_id,
-            "amount_micros": amount,
-            "day": day,
-            "month": month,
-            "created_at": now,
-        },
-    )
-    return hold_id, row[0]
 
 
 def balance_of(account_id: int) -> int:
@@ -348,10 +341,10 @@ _SETTLE_CALL = "SELECT cost, balance FROM lowrouter_settle(%s, %s, %s, %s, %s, %
 
 
 def _json_value(value: object) -> object:
+    """Prices are Decimals: sent as strings, read by PostgreSQL as exact numerics. (orjson
+    writes datetimes itself, in RFC 3339.)"""
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 

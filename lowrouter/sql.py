@@ -34,8 +34,8 @@ def _fetch_one_direct(db, sql: str, params: Sequence) -> tuple | None:
     """A statement in its own transaction, on PostgreSQL: through the driver's own cursor with
     server-side binding, so the server prepares a statement the connection keeps sending (psycopg
     does so from the fifth use) and Django's cursor wrapper is skipped. This is how the request
-    path's three statements run: about 100 us less CPU each and half the server time. Errors
-    are still raised as Django's."""
+    path's three statements run; measured on the authentication query, the round trip went from
+    about 300 to 145 us. Errors are still raised as Django's."""
     db.ensure_connection()
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cur:
         cur.execute(sql, params)

@@ -5,7 +5,6 @@ per request and held 64 concurrent streams where httpx.AsyncClient collapsed (en
 """
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,7 +25,6 @@ def get_session() -> aiohttp.ClientSession:
     if session is None or session.closed:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
-            json_serialize=json.dumps,
             skip_auto_headers=("User-Agent",),
         )
         _sessions[loop] = session
@@ -177,7 +175,7 @@ async def iter_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
     """Yield the ``data:`` payloads of a Server-Sent Events body as they arrive.
 
     Reads whatever bytes have arrived (usually one whole event) rather than line by line: one
-    await per event instead of two, which is most of the relay's own cost per chunk."""
+    await per event instead of two."""
     pending = b""
     data: list[str] = []
     try:
