@@ -9,7 +9,6 @@ account sets one at most) and small, so the whole table fits in every process.
 import time
 from dataclasses import dataclass
 
-from lowrouter.asyncdb import run_db
 from lowrouter.cache import shared_cache as cache
 from routing.models import AccountRoutingPolicy
 
@@ -87,15 +86,6 @@ def _refresh() -> dict[int, AccountPolicy]:
 
 def get_policy(account_id: int) -> AccountPolicy:
     return _refresh().get(account_id, NO_POLICY)
-
-
-async def aget_policy(account_id: int) -> AccountPolicy:
-    """The account's policy for the event loop: no I/O at all while the copy is fresh."""
-    if _state.version is not None and time.monotonic() - _state.checked_at < CHECK_INTERVAL:
-        return _state.policies.get(account_id, NO_POLICY)
-    # run_db: a dropped database connection becomes DatabaseUnavailable (503), not a 500.
-    policies = await run_db(_refresh)
-    return policies.get(account_id, NO_POLICY)
 
 
 def reset_policies() -> None:

@@ -23,7 +23,7 @@ from routing import health as health_state
 from routing.constraints import RequestConstraints, conflict, parse_constraints
 from routing.errors import ApiError
 from routing.health import Slot, SlotHealth, SlotState
-from routing.policies import NO_POLICY, AccountPolicy, aget_policy
+from routing.policies import NO_POLICY, AccountPolicy, get_policy
 from routing.scoring import Candidate, Preferences, fill_carbon, rank_candidates, score_candidates
 from routing.validation import ChatRequest
 
@@ -454,15 +454,16 @@ def snapshot_slots(snapshot: CatalogSnapshot) -> list[Slot]:
     return slots
 
 
-async def aplan_route(
+def route_request(
     snapshot: CatalogSnapshot,
     req: ChatRequest,
     key: KeyContext,
     *,
     region_header: str | None = None,
 ) -> RoutePlan:
-    """plan_route with the account's policy and the shared health state, for the event loop
-    (both from in-process copies while fresh: no database query, usually no I/O at all)."""
-    policy = await aget_policy(key.account_id)
-    health = await health_state.aread_health(snapshot_slots(snapshot))
+    """plan_route with the account's policy and the shared health state, both from this
+    process's copies while fresh (no database query; a cache round trip at most when stale).
+    The gateway calls it in its database thread, between authentication and reservation."""
+    policy = get_policy(key.account_id)
+    health = health_state.read_health(snapshot_slots(snapshot))
     return plan_route(snapshot, req, key, policy=policy, health=health, region_header=region_header)
