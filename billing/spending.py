@@ -16,7 +16,7 @@ on SQLite, where a statement costs no round trip, as the same steps in Python.
 """
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -37,6 +37,7 @@ from billing.models import (
 from billing.money import credits_to_micros, format_credits, micros_to_credits
 from keys.auth import KeyContext
 from lowrouter import jsonio
+from lowrouter.asyncdb import fetch_one_on_loop
 from lowrouter.sql import execute, fetch_one, insert_row, table
 
 # Holds older than this belong to a process that died: no request lives this long.
@@ -173,6 +174,63 @@ _RESERVE_CALL = (
 )
 
 
+@dataclass(frozen=True)
+class _Reservation:
+    """One hold asked for: the arguments of ``lowrouter_reserve`` and what to make of its row."""
+
+    account_id: int
+    key_id: int
+    key_name: str
+    amount_micros: int
+    day: date
+    month: date
+    limits: tuple[int, int]
+    now: datetime
+
+    def call_args(self) -> list:
+        return [
+            self.account_id,
+            self.key_id,
+            self.amount_micros,
+            self.day,
+            self.month,
+            *self.limits,
+            self.now,
+        ]
+
+    def ticket(
+        self, refused: str | None, hold_id: int | None, balance: int | None, remaining: int
+    ) -> HoldTicket:
+        if refused:
+            raise _spend_refused(
+                refused, remaining, key_name=self.key_name, limits=self.limits, now=self.now
+            )
+        return HoldTicket(
+            hold_id=hold_id,
+            account_id=self.account_id,
+            key_id=self.key_id,
+            amount_micros=self.amount_micros,
+            day=self.day,
+            month=self.month,
+            balance_micros=balance,
+        )
+
+
+def _reservation(
+    account_id: int,
+    key_id: int,
+    key_name: str,
+    daily_limit: Decimal | None,
+    monthly_limit: Decimal | None,
+    amount_micros: int,
+    now: datetime | None,
+) -> _Reservation:
+    now = now or timezone.now()
+    day, month = period_starts(now)
+    limits = (_limit_micros(daily_limit), _limit_micros(monthly_limit))
+    return _Reservation(account_id, key_id, key_name, amount_micros, day, month, limits, now)
+
+
 def reserve_credits(
     *,
     account_id: int,
@@ -189,39 +247,27 @@ def reserve_credits(
     checked, raised), the hold row. A refusal leaves nothing held. On PostgreSQL the steps run
     as the ``lowrouter_reserve`` function (migration billing 0004): one round trip.
     """
-    now = now or timezone.now()
-    day, month = period_starts(now)
-    limits = (_limit_micros(daily_limit), _limit_micros(monthly_limit))
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor == "postgresql":
-        ops = db.ops
-        refused, hold_id, balance, remaining = fetch_one(
-            _RESERVE_CALL,
-            [
-                account_id,
-                key_id,
-                amount_micros,
-                ops.adapt_datefield_value(day),
-                ops.adapt_datefield_value(month),
-                *limits,
-                ops.adapt_datetimefield_value(now),
-            ],
-        )
-    else:
-        refused, hold_id, balance, remaining = _reserve_in_statements(
-            account_id, key_id, amount_micros, day, month, limits, now
-        )
-    if refused:
-        raise _spend_refused(refused, remaining, key_name=key_name, limits=limits, now=now)
-    return HoldTicket(
-        hold_id=hold_id,
-        account_id=account_id,
-        key_id=key_id,
-        amount_micros=amount_micros,
-        day=day,
-        month=month,
-        balance_micros=balance,
+    r = _reservation(account_id, key_id, key_name, daily_limit, monthly_limit, amount_micros, now)
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        return r.ticket(*fetch_one(_RESERVE_CALL, r.call_args()))
+    return r.ticket(
+        *_reserve_in_statements(account_id, key_id, amount_micros, r.day, r.month, r.limits, r.now)
     )
+
+
+async def areserve_credits(
+    *,
+    account_id: int,
+    key_id: int,
+    key_name: str,
+    daily_limit: Decimal | None,
+    monthly_limit: Decimal | None,
+    amount_micros: int,
+    now: datetime | None = None,
+) -> HoldTicket:
+    """``reserve_credits`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
+    r = _reservation(account_id, key_id, key_name, daily_limit, monthly_limit, amount_micros, now)
+    return r.ticket(*await fetch_one_on_loop(_RESERVE_CALL, r.call_args()))
 
 
 class _Refused(Exception):
@@ -357,24 +403,31 @@ def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, in
     """
     gen = _generation_row(hold, outcome)
     charge = max(0, outcome.cost_micros)
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor != "postgresql":
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
         return _settle_in_statements(hold, gen, charge)
-    ops = db.ops
-    row = fetch_one(
-        _SETTLE_CALL,
-        [
-            hold.hold_id,
-            hold.account_id,
-            hold.key_id,
-            hold.amount_micros,
-            ops.adapt_datefield_value(hold.day),
-            ops.adapt_datefield_value(hold.month),
-            charge,
-            jsonio.dumps(gen, default=_json_value).decode(),
-        ],
-    )
-    return row[0], row[1]
+    cost, balance = fetch_one(_SETTLE_CALL, _settle_args(hold, gen, charge))
+    return cost, balance
+
+
+async def asettle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, int]:
+    """``settle_generation`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
+    gen = _generation_row(hold, outcome)
+    charge = max(0, outcome.cost_micros)
+    cost, balance = await fetch_one_on_loop(_SETTLE_CALL, _settle_args(hold, gen, charge))
+    return cost, balance
+
+
+def _settle_args(hold: HoldTicket, gen: dict, charge: int) -> list:
+    return [
+        hold.hold_id,
+        hold.account_id,
+        hold.key_id,
+        hold.amount_micros,
+        hold.day,
+        hold.month,
+        charge,
+        jsonio.dumps(gen, default=_json_value).decode(),
+    ]
 
 
 @transaction.atomic
@@ -432,7 +485,7 @@ def _generation_row(hold: HoldTicket, outcome: Settlement) -> dict:
     """The generation record's columns, by attribute name (a plain dict: building a model
     instance costs more than the rest of settlement on the request path)."""
     eco = outcome.eco
-    now = timezone.now()
+    now = datetime.now(UTC)
     return dict(
         id=outcome.generation_id or new_generation_id(),
         account_id=hold.account_id,

@@ -1,4 +1,5 @@
-"""Authenticate a bearer token to a key and its account, in one indexed query."""
+"""Authenticate a bearer token to a key and its account, in one indexed query (from a worker
+thread with ``authenticate``, or on the event loop with ``aauthenticate`` on PostgreSQL)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from django.utils import timezone
 from accounts.models import User
 from keys.models import ApiKey
 from keys.tokens import digest_token, looks_like_token
+from lowrouter.asyncdb import fetch_one_on_loop
 from lowrouter.sql import convert_row, fetch_one, table
 
 
@@ -86,10 +88,19 @@ def authenticate(authorization: str | None, *, now: datetime | None = None) -> K
     Looked up in the database on every request (one indexed query): an edit or a revocation is
     therefore effective on the very next request in every process, with nothing to invalidate.
     """
-    token = parse_bearer(authorization)
+    digest = digest_token(parse_bearer(authorization))
     # Plain SQL with the ORM's own value converters: this runs on every request, and the
     # ORM's query compilation cost more CPU than the query.
-    row = fetch_one(_auth_sql(), [digest_token(token)])
+    return _key_context(fetch_one(_auth_sql(), [digest]), now)
+
+
+async def aauthenticate(authorization: str | None, *, now: datetime | None = None) -> KeyContext:
+    """``authenticate`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
+    digest = digest_token(parse_bearer(authorization))
+    return _key_context(await fetch_one_on_loop(_auth_sql(), [digest]), now)
+
+
+def _key_context(row: tuple | None, now: datetime | None) -> KeyContext:
     key = None
     if row is not None:
         key = SimpleNamespace(**convert_row(ApiKey, _AUTH_COLUMNS, row[:-1]))

@@ -210,6 +210,9 @@ LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT = env.float(
     "LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT", default=60.0
 )
 LOWROUTER_UPSTREAM_IDLE_TIMEOUT = env.float("LOWROUTER_UPSTREAM_IDLE_TIMEOUT", default=60.0)
+# PostgreSQL connections per worker process for the request path's statements, sent from the
+# event loop (lowrouter/asyncdb.py); worker threads keep their own for everything else.
+LOWROUTER_LOOP_DB_CONNECTIONS = env.int("LOWROUTER_LOOP_DB_CONNECTIONS", default=10)
 LOWROUTER_CATALOGUE_FILE = env.str(
     "LOWROUTER_CATALOGUE_FILE", default=str(BASE_DIR / "catalog" / "default_catalogue.yaml")
 )

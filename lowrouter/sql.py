@@ -79,26 +79,26 @@ def field_values(instance: Model) -> dict:
 
 
 @cache
-def _converters(model: type[Model], names: tuple[str, ...], vendor: str) -> list:
-    """Per column, the converters the ORM would apply to a raw database value."""
+def _converters(model: type[Model], names: tuple[str, ...]) -> tuple[list, object]:
+    """Per column, the converters the ORM would apply to a raw database value, and the
+    connection wrapper they are given (they read its backend's operations, never run a query).
+    Kept with them because on the event loop every new task would otherwise build a wrapper of
+    its own just to be looked up."""
+    db = connections[DEFAULT_DB_ALIAS]
     result = []
     for name in names:
         field = model._meta.get_field(name)
         column = field.get_col(model._meta.db_table)
-        result.append(
-            (column, connection.ops.get_db_converters(column) + field.get_db_converters(connection))
-        )
-    return result
+        result.append((column, db.ops.get_db_converters(column) + field.get_db_converters(db)))
+    return result, db
 
 
 def convert_row(model: type[Model], names: tuple[str, ...], row: Sequence) -> dict:
     """A raw row of ``model``'s columns as Python values, converted exactly as the ORM does."""
-    db = connections[DEFAULT_DB_ALIAS]
+    converters, db = _converters(model, names)
     values = {}
-    for name, value, (column, converters) in zip(
-        names, row, _converters(model, names, db.vendor), strict=True
-    ):
-        for convert in converters:
+    for name, value, (column, column_converters) in zip(names, row, converters, strict=True):
+        for convert in column_converters:
             value = convert(value, column, db)
         values[name] = value
     return values

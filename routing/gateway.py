@@ -1,8 +1,10 @@
 """The chat completion request path: authenticate, route, reserve, call upstream, settle.
 
-Async end to end. Database work runs in worker threads through ``run_db``: two hand-offs, one
-for authenticate + route + reserve (two round trips) and one for settle; routing reads the
-in-memory catalogue snapshot; the upstream response is relayed chunk by chunk. No prompt or
+Async end to end, three database round trips: authenticate, reserve, settle. On PostgreSQL each
+is one statement sent from the event loop; on SQLite the same work runs in worker threads
+through ``run_db`` (authenticate + route + reserve as one hand-off, settle as another). Routing
+reads in-process copies of the catalogue, policies and health; the upstream response is relayed
+chunk by chunk. No prompt or
 completion text is stored or logged here.
 """
 
@@ -13,10 +15,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import partial
 
 from django.http import HttpResponse, StreamingHttpResponse
-from django.utils import timezone
 
 from billing.costs import Prices, Usage, usage_cost_micros, worst_case_micros
 from billing.ids import new_generation_id
@@ -26,17 +28,19 @@ from billing.spending import (
     HoldTicket,
     Settlement,
     SpendRefused,
+    areserve_credits,
+    asettle_generation,
     reserve_credits,
     settle_generation,
 )
 from catalog.models import WireFormat
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView, aget_snapshot
-from keys.auth import AuthError, KeyContext, authenticate
+from keys.auth import AuthError, KeyContext, aauthenticate, authenticate
 from lowrouter import jsonio
-from lowrouter.asyncdb import DatabaseUnavailable, run_db
+from lowrouter.asyncdb import DatabaseUnavailable, run_db, statements_on_loop
 from routing import anthropic_adapter, eco_bridge, health, upstream
 from routing.errors import ApiError
-from routing.router import RoutePlan, route_request
+from routing.router import RoutePlan, aroute_request, route_request
 from routing.upstream import UpstreamFailure
 from routing.validation import ChatRequest, parse_chat_request, upstream_payload
 
@@ -60,7 +64,8 @@ class Call:
 
     request_id: str
     generation_id: str = field(default_factory=new_generation_id)
-    created_at: datetime = field(default_factory=timezone.now)
+    # Read once and used for the whole request (key expiry, spend periods, the record).
+    created_at: datetime = field(default_factory=partial(datetime.now, UTC))
     started: float = field(default_factory=time.monotonic)
     key: KeyContext | None = None
     req: ChatRequest | None = None
@@ -191,10 +196,12 @@ def _settlement(
 async def _settle(call: Call, settlement: Settlement) -> int | None:
     """Settle and return the balance after it. Shielded: a client that goes away while we
     write must not leave the hold and the record half-done."""
+    if statements_on_loop():
+        settling = asettle_generation(hold=call.hold, outcome=settlement)
+    else:
+        settling = run_db(settle_generation, hold=call.hold, outcome=settlement)
     try:
-        _, balance = await asyncio.shield(
-            run_db(settle_generation, hold=call.hold, outcome=settlement)
-        )
+        _, balance = await asyncio.shield(settling)
         return balance
     except DatabaseUnavailable:
         # The hold stays in place and the orphan reaper releases it; nothing is charged.
@@ -243,29 +250,54 @@ def _admit(
     One hand-off from the event loop instead of two; the routing between the two queries reads
     only in-process copies."""
     try:
-        call.key = authenticate(authorization)
+        call.key = authenticate(authorization, now=call.created_at)
     except AuthError as exc:
         raise ApiError(401, exc.code, exc.message) from exc
     call.req = parse_chat_request(raw_body)
     call.plan = route_request(call.snapshot, call.req, call.key, region_header=region_header)
     try:
-        call.hold = reserve_credits(
-            account_id=call.key.account_id,
-            key_id=call.key.key_id,
-            key_name=call.key.key_name,
-            daily_limit=call.key.daily_credit_limit,
-            monthly_limit=call.key.monthly_credit_limit,
-            amount_micros=_worst_case(call),
-        )
+        call.hold = reserve_credits(**_reservation(call))
     except SpendRefused as refused:
         raise _refusal(call, refused) from refused
+
+
+async def _admit_on_loop(
+    call: Call, authorization: str | None, raw_body: bytes, region_header: str | None
+) -> None:
+    """``_admit`` on the event loop (PostgreSQL): the same steps, each statement sent from the
+    loop, with no thread hand-off."""
+    try:
+        call.key = await aauthenticate(authorization, now=call.created_at)
+    except AuthError as exc:
+        raise ApiError(401, exc.code, exc.message) from exc
+    call.req = parse_chat_request(raw_body)
+    call.plan = await aroute_request(call.snapshot, call.req, call.key, region_header=region_header)
+    try:
+        call.hold = await areserve_credits(**_reservation(call))
+    except SpendRefused as refused:
+        raise _refusal(call, refused) from refused
+
+
+def _reservation(call: Call) -> dict:
+    return {
+        "account_id": call.key.account_id,
+        "key_id": call.key.key_id,
+        "key_name": call.key.key_name,
+        "daily_limit": call.key.daily_credit_limit,
+        "monthly_limit": call.key.monthly_credit_limit,
+        "amount_micros": _worst_case(call),
+        "now": call.created_at,
+    }
 
 
 async def _begin(
     request_id: str, authorization: str | None, raw_body: bytes, region_header: str | None = None
 ) -> Call:
     call = Call(request_id=request_id, snapshot=await aget_snapshot())
-    await run_db(_admit, call, authorization, raw_body, region_header)
+    if statements_on_loop():
+        await _admit_on_loop(call, authorization, raw_body, region_header)
+    else:
+        await run_db(_admit, call, authorization, raw_body, region_header)
     return call
 
 

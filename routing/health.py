@@ -142,18 +142,14 @@ def _view(slots: Iterable[Slot]) -> dict[Slot, SlotHealth]:
     return result
 
 
-async def aread_health(slots: Iterable[Slot]) -> dict[Slot, SlotHealth]:
-    """Health of the given slots for the request path: one cache round trip at most, none
-    while this process's copy is fresh."""
-    slots = list(dict.fromkeys(slots))
-    stale = _stale(slots)
-    if stale:
-        _store(await sync_to_async(_fetch, thread_sensitive=False)(stale))
-    return _view(slots)
+def is_fresh(slots: Iterable[Slot]) -> bool:
+    """Whether ``read_health`` would answer from this process's copy, with no cache access."""
+    return not _stale(slots)
 
 
 def read_health(slots: Iterable[Slot]) -> dict[Slot, SlotHealth]:
-    """The same for synchronous callers (the providers endpoint, the console)."""
+    """Health of the given slots: one cache round trip at most, none while this process's copy
+    is fresh (see ``is_fresh``)."""
     slots = list(dict.fromkeys(slots))
     stale = _stale(slots)
     if stale:

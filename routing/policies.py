@@ -70,10 +70,15 @@ def delete_policy(*, account_id: int) -> None:
     mark_policies_changed()
 
 
+def is_fresh() -> bool:
+    """Whether ``get_policy`` would answer from memory, with no cache or database access."""
+    return _state.version is not None and time.monotonic() - _state.checked_at < CHECK_INTERVAL
+
+
 def _refresh() -> dict[int, AccountPolicy]:
-    now = time.monotonic()
-    if _state.version is not None and now - _state.checked_at < CHECK_INTERVAL:
+    if is_fresh():
         return _state.policies
+    now = time.monotonic()
     version = int(cache.get(VERSION_CACHE_KEY) or 0)
     _state.checked_at = now
     if version != _state.version:

@@ -13,13 +13,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-
-from django.utils import timezone
+from datetime import UTC, datetime
 
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView
 from keys.auth import KeyContext
+from lowrouter.asyncdb import run_db
 from routing import health as health_state
+from routing import policies
 from routing.constraints import RequestConstraints, conflict, parse_constraints
 from routing.errors import ApiError
 from routing.health import Slot, SlotHealth, SlotState
@@ -189,7 +189,7 @@ def _past_sunset(model: ModelView, now: datetime) -> bool:
 
 def _model_list(snapshot: CatalogSnapshot, req: ChatRequest, layers: _Layers) -> list[ModelView]:
     key = layers.key
-    now = timezone.now()
+    now = datetime.now(UTC)
     if req.model in AUTO_MODELS:
         return [
             m
@@ -452,6 +452,21 @@ def snapshot_slots(snapshot: CatalogSnapshot) -> list[Slot]:
     _slots_cache.clear()
     _slots_cache[id(snapshot)] = (snapshot, slots)
     return slots
+
+
+async def aroute_request(
+    snapshot: CatalogSnapshot,
+    req: ChatRequest,
+    key: KeyContext,
+    *,
+    region_header: str | None = None,
+) -> RoutePlan:
+    """``route_request`` for the event loop: computed right there while this process's copies
+    of the policies and of slot health are fresh (nearly always), in a worker thread when one of
+    them has to be fetched first."""
+    if policies.is_fresh() and health_state.is_fresh(snapshot_slots(snapshot)):
+        return route_request(snapshot, req, key, region_header=region_header)
+    return await run_db(route_request, snapshot, req, key, region_header=region_header)
 
 
 def route_request(

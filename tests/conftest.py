@@ -24,6 +24,7 @@ from catalog.models import Currency, Model, Offering, Provider
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
 from keys.actions import create_key
 from keys.models import ApiKey
+from lowrouter import asyncdb
 from routing import upstream as upstream_client
 from routing.demo_upstream import DemoConfig, DemoUpstream
 from routing.health import reset_health
@@ -69,11 +70,13 @@ class LiveGateway:
         return self
 
     def stop(self) -> None:
-        # Close the pooled upstream sessions on their own loop before it ends.
-        for loop in list(upstream_client._sessions):
+        # Close the pooled upstream sessions and database connections on their own loop
+        # before it ends.
+        for loop in {*upstream_client._sessions, *asyncdb._loops}:
             if loop.is_running():
-                future = asyncio.run_coroutine_threadsafe(upstream_client.close_sessions(), loop)
-                future.result(timeout=5)
+                for close in (upstream_client.close_sessions, asyncdb.close_loop_connections):
+                    future = asyncio.run_coroutine_threadsafe(close(), loop)
+                    future.result(timeout=5)
         self.server.should_exit = True
         self.thread.join(timeout=10)
 

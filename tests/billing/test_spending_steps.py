@@ -2,8 +2,12 @@
 
 On PostgreSQL these run as the ``lowrouter_reserve`` / ``lowrouter_settle`` functions, on SQLite
 as statements; both passes of CI run this file, so the two forms are held to the same results.
+On PostgreSQL every test runs twice: from a worker thread (Django's connection) and from the
+event loop (``areserve_credits`` / ``asettle_generation`` on the loop's own connections, which
+only see committed data, hence a transactional database).
 """
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,24 +21,52 @@ from billing.money import credits_to_micros
 from billing.spending import (
     Settlement,
     SpendRefused,
+    areserve_credits,
+    asettle_generation,
     release_orphaned_holds,
     reserve_credits,
     settle_generation,
 )
-from tests.conftest import make_funded
+from lowrouter.asyncdb import close_loop_connections
+from tests.conftest import ON_POSTGRES, make_funded
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ON_LOOP = False
+
+
+@pytest.fixture(autouse=True, params=["worker thread", "event loop"])
+def statements_from(request) -> None:
+    global ON_LOOP
+    ON_LOOP = request.param == "event loop"
+    if ON_LOOP and not ON_POSTGRES:
+        pytest.skip("the event-loop path is PostgreSQL's only")
+
+
+def on_loop(coro_fn, **kwargs):
+    async def run():
+        try:
+            return await coro_fn(**kwargs)
+        finally:
+            await close_loop_connections()
+
+    return asyncio.run(run())
 
 
 def reserve(f, amount: int) -> object:
-    return reserve_credits(
-        account_id=f.user.pk,
-        key_id=f.key.pk,
-        key_name=f.key.name,
-        daily_limit=f.key.daily_credit_limit,
-        monthly_limit=f.key.monthly_credit_limit,
-        amount_micros=amount,
-    )
+    kwargs = {
+        "account_id": f.user.pk,
+        "key_id": f.key.pk,
+        "key_name": f.key.name,
+        "daily_limit": f.key.daily_credit_limit,
+        "monthly_limit": f.key.monthly_credit_limit,
+        "amount_micros": amount,
+    }
+    return on_loop(areserve_credits, **kwargs) if ON_LOOP else reserve_credits(**kwargs)
+
+
+def settle(**kwargs) -> tuple[int, int]:
+    return on_loop(asettle_generation, **kwargs) if ON_LOOP else settle_generation(**kwargs)
 
 
 def outcome(cost: int, **fields: object) -> Settlement:
@@ -92,7 +124,7 @@ def test_a_settled_request_is_recorded_once_everywhere():
     assert spend_rows(f) == {"day": (0, 2_000_000), "month": (0, 2_000_000)}
 
     first = outcome(750_000)
-    assert settle_generation(hold=hold, outcome=first) == (750_000, start - 750_000)
+    assert settle(hold=hold, outcome=first) == (750_000, start - 750_000)
 
     gen = Generation.objects.get(pk=first.generation_id)
     assert (gen.cost_micros, gen.unbilled_micros) == (750_000, 0)
@@ -122,7 +154,7 @@ def test_a_settled_request_is_recorded_once_everywhere():
     assert (usage.prompt_tokens, usage.completion_tokens, usage.cost_micros) == (10, 20, 750_000)
 
     second = outcome(250_000)
-    assert settle_generation(hold=reserve(f, 1_000_000), outcome=second) == (
+    assert settle(hold=reserve(f, 1_000_000), outcome=second) == (
         250_000,
         start - 1_000_000,
     )
@@ -139,11 +171,11 @@ def test_a_cost_beyond_what_the_balance_can_pay_is_kept_as_unbilled():
     hold = reserve(f, 500_000)
     # The upstream ignored the bound: 2,000,000 is due, but 300,000 is promised to `other`.
     late = outcome(2_000_000)
-    assert settle_generation(hold=hold, outcome=late) == (700_000, 300_000)
+    assert settle(hold=hold, outcome=late) == (700_000, 300_000)
     gen = Generation.objects.get(pk=late.generation_id)
     assert (gen.cost_micros, gen.unbilled_micros) == (700_000, 1_300_000)
     assert Wallet.objects.get(account=f.user).reserved_micros == 300_000
-    assert settle_generation(hold=other, outcome=outcome(300_000)) == (300_000, 0)
+    assert settle(hold=other, outcome=outcome(300_000)) == (300_000, 0)
     assert_books_exact(f)
 
 
@@ -153,7 +185,7 @@ def test_nothing_is_billed_when_nothing_is_left_to_pay():
     LedgerEntry.objects.create(account=f.user, kind="adjustment", amount_micros=-1_000_000)
     Wallet.objects.filter(account=f.user).update(balance_micros=0)
     failed = outcome(400_000)
-    assert settle_generation(hold=hold, outcome=failed) == (0, 0)
+    assert settle(hold=hold, outcome=failed) == (0, 0)
     gen = Generation.objects.get(pk=failed.generation_id)
     assert (gen.cost_micros, gen.unbilled_micros) == (0, 400_000)
     assert not LedgerEntry.objects.filter(generation=gen).exists()
@@ -163,7 +195,7 @@ def test_nothing_is_billed_when_nothing_is_left_to_pay():
 def test_a_free_outcome_writes_a_record_and_no_ledger_entry():
     f = make_funded(credits=Decimal("1"))
     failed = outcome(0, status="upstream_error", error_code="upstream_error", provider="")
-    assert settle_generation(hold=reserve(f, 600_000), outcome=failed) == (0, 1_000_000)
+    assert settle(hold=reserve(f, 600_000), outcome=failed) == (0, 1_000_000)
     gen = Generation.objects.get(pk=failed.generation_id)
     assert (gen.status, gen.error_code, gen.cost_micros) == ("upstream_error", "upstream_error", 0)
     assert not LedgerEntry.objects.filter(generation=gen).exists()
@@ -176,7 +208,7 @@ def test_a_hold_the_reaper_gave_back_is_not_given_back_twice():
     hold = reserve(f, 500_000)
     Hold.objects.filter(pk=hold.hold_id).update(created_at=timezone.now() - timedelta(hours=1))
     assert release_orphaned_holds() == 1
-    assert settle_generation(hold=hold, outcome=outcome(100_000)) == (100_000, 900_000)
+    assert settle(hold=hold, outcome=outcome(100_000)) == (100_000, 900_000)
     assert spend_rows(f) == {"day": (100_000, 0), "month": (100_000, 0)}
     assert_books_exact(f)
 
@@ -212,7 +244,7 @@ def test_refusals_say_which_limit_and_hold_nothing():
     assert day.limit == "daily_credit_limit" and day.retry_after > 0
     held = reserve(f, 400_000)
     assert refused(200_000).remaining_micros == 100_000
-    settle_generation(hold=held, outcome=outcome(400_000))
+    settle(hold=held, outcome=outcome(400_000))
 
     # Tomorrow's day has room again; the month (0.8) is what refuses 0.5 more.
     Wallet.objects.filter(account=f.user).update(balance_micros=credits_to_micros(Decimal("10")))

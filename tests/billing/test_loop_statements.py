@@ -1,0 +1,79 @@
+"""The request path's statements sent from the event loop (PostgreSQL): the same values as from
+a worker thread, errors raised as psycopg's without losing the connection, and a connection the
+server ended while idle replaced before use."""
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from keys.auth import AuthError, aauthenticate, authenticate
+from lowrouter import asyncdb
+from tests.conftest import make_funded, needs_postgres
+
+pytestmark = [needs_postgres, pytest.mark.django_db(transaction=True)]
+
+
+def on_loop(steps):
+    async def run():
+        try:
+            return await steps()
+        finally:
+            await asyncdb.close_loop_connections()
+
+    return asyncio.run(run())
+
+
+def test_a_key_reads_the_same_from_the_loop_as_from_a_thread():
+    f = make_funded(
+        name="limited",
+        daily_credit_limit=Decimal("1.5"),
+        monthly_credit_limit=Decimal("20"),
+        models=["demo/echo-small", "demo/echo-large"],
+        region="eu",
+        expires_at=timezone.now() + timedelta(days=3),
+    )
+    header = f"Bearer {f.token}"
+    from_thread = authenticate(header)
+    assert on_loop(lambda: aauthenticate(header)) == from_thread
+    assert set(from_thread.models) == {"demo/echo-small", "demo/echo-large"}
+    assert from_thread.daily_credit_limit == Decimal("1.5")
+
+    f.key.enabled = False
+    f.key.save()
+    with pytest.raises(AuthError) as caught:
+        on_loop(lambda: aauthenticate(header))
+    assert caught.value.code == "key_disabled"
+
+
+def test_a_failed_statement_raises_and_the_connection_serves_the_next():
+    async def steps():
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await asyncdb.fetch_one_on_loop("SELECT 1 / %s", [0])
+        row = await asyncdb.fetch_one_on_loop("SELECT %s::int + 1, pg_backend_pid()", [41])
+        again = await asyncdb.fetch_one_on_loop("SELECT %s::int + 1, pg_backend_pid()", [1])
+        pool = asyncdb._loops[asyncio.get_running_loop()]
+        return row, again, len(pool.idle)
+
+    (answer, pid), (_, pid_again), idle = on_loop(steps)
+    assert answer == 42 and pid == pid_again and idle == 1
+
+
+def test_a_connection_the_server_ended_while_idle_is_replaced():
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+
+    async def steps():
+        _, first = await asyncdb.fetch_one_on_loop("SELECT 1, pg_backend_pid()", [])
+        with psycopg.connect(**params, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [first])
+        await asyncio.sleep(0.2)
+        _, second = await asyncdb.fetch_one_on_loop("SELECT 1, pg_backend_pid()", [])
+        return first, second
+
+    first, second = on_loop(steps)
+    assert first != second
