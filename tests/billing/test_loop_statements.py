@@ -77,3 +77,26 @@ def test_a_connection_the_server_ended_while_idle_is_replaced():
 
     first, second = on_loop(steps)
     assert first != second
+
+
+def test_only_the_reservation_skips_the_flush_wait_and_settlement_does_not():
+    """The hold's transaction commits without waiting for the WAL flush (migration billing
+    0005); that must not leak into the connection, whose next statement may be a settlement."""
+    from billing.spending import areserve_credits
+
+    f = make_funded()
+
+    async def steps():
+        await areserve_credits(
+            account_id=f.user.pk,
+            key_id=f.key.pk,
+            key_name=f.key.name,
+            daily_limit=None,
+            monthly_limit=None,
+            amount_micros=1_000,
+        )
+        pool = asyncdb._loops[asyncio.get_running_loop()]
+        assert len(pool.idle) == 1  # the next statement goes to the same connection
+        return await asyncdb.fetch_one_on_loop("SELECT current_setting('synchronous_commit')", [])
+
+    assert on_loop(steps) == ("on",)
