@@ -100,3 +100,23 @@ def test_only_the_reservation_skips_the_flush_wait_and_settlement_does_not():
         return await asyncdb.fetch_one_on_loop("SELECT current_setting('synchronous_commit')", [])
 
     assert on_loop(steps) == ("on",)
+
+
+def test_statements_beyond_the_connection_limit_wait_their_turn(settings):
+    settings.LOWROUTER_LOOP_DB_CONNECTIONS = 2
+
+    async def steps():
+        sql = "SELECT pg_backend_pid(), pg_sleep(0.02)::text"
+        tasks = [asyncio.create_task(asyncdb.fetch_one_on_loop(sql, [])) for _ in range(8)]
+        await asyncio.sleep(0.005)
+        tasks[5].cancel()  # a waiter that leaves must not take a slot with it
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        after = await asyncdb.fetch_one_on_loop("SELECT 1", [])
+        pool = asyncdb._loops[asyncio.get_running_loop()]
+        return done, after, pool.in_use, len(pool.idle)
+
+    done, after, in_use, idle = on_loop(steps)
+    assert isinstance(done[5], asyncio.CancelledError)
+    pids = {row[0] for i, row in enumerate(done) if i != 5}
+    assert len(pids) <= 2
+    assert after == (1,) and in_use == 0 and idle <= 2
