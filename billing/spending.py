@@ -44,6 +44,15 @@ from lowrouter.sql import execute, fetch_one, insert_row, table
 ORPHAN_AFTER = timedelta(minutes=30)
 
 
+class KeyChanged(Exception):
+    """PostgreSQL only: the key the request was routed with is no longer usable (``key``) or
+    no longer as it was read (``stale``); nothing was held (migration billing 0006)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 class SpendRefused(Exception):
     """The worst case of the request does not fit a balance or a key limit."""
 
@@ -170,7 +179,7 @@ def _spend_refused(
 
 _RESERVE_CALL = (
     "SELECT refused, hold_id, balance, remaining"
-    " FROM lowrouter_reserve(%s, %s, %s, %s, %s, %s, %s, %s)"
+    " FROM lowrouter_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -186,6 +195,7 @@ class _Reservation:
     month: date
     limits: tuple[int, int]
     now: datetime
+    key_fingerprint: str | None
 
     def call_args(self) -> list:
         return [
@@ -196,11 +206,14 @@ class _Reservation:
             self.month,
             *self.limits,
             self.now,
+            self.key_fingerprint,
         ]
 
     def ticket(
         self, refused: str | None, hold_id: int | None, balance: int | None, remaining: int
     ) -> HoldTicket:
+        if refused in ("key", "stale"):
+            raise KeyChanged(refused)
         if refused:
             raise _spend_refused(
                 refused, remaining, key_name=self.key_name, limits=self.limits, now=self.now
@@ -224,11 +237,14 @@ def _reservation(
     monthly_limit: Decimal | None,
     amount_micros: int,
     now: datetime | None,
+    key_fingerprint: str | None,
 ) -> _Reservation:
     now = now or timezone.now()
     day, month = period_starts(now)
     limits = (_limit_micros(daily_limit), _limit_micros(monthly_limit))
-    return _Reservation(account_id, key_id, key_name, amount_micros, day, month, limits, now)
+    return _Reservation(
+        account_id, key_id, key_name, amount_micros, day, month, limits, now, key_fingerprint
+    )
 
 
 def reserve_credits(
@@ -240,14 +256,26 @@ def reserve_credits(
     monthly_limit: Decimal | None,
     amount_micros: int,
     now: datetime | None = None,
+    key_fingerprint: str | None = None,
 ) -> HoldTicket:
     """Hold ``amount_micros`` against the balance and the key's limits, or raise SpendRefused.
 
     Three steps, in one transaction: the wallet (conditional UPDATE), both key periods (locked,
     checked, raised), the hold row. A refusal leaves nothing held. On PostgreSQL the steps run
-    as the ``lowrouter_reserve`` function (migration billing 0004): one round trip.
+    as the ``lowrouter_reserve`` function (migrations billing 0004-0006): one round trip, which
+    first checks that the key is still usable and, given ``key_fingerprint``, unchanged since it
+    was read (else KeyChanged). On SQLite the caller read the key in the same unit of work.
     """
-    r = _reservation(account_id, key_id, key_name, daily_limit, monthly_limit, amount_micros, now)
+    r = _reservation(
+        account_id,
+        key_id,
+        key_name,
+        daily_limit,
+        monthly_limit,
+        amount_micros,
+        now,
+        key_fingerprint,
+    )
     if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
         return r.ticket(*fetch_one(_RESERVE_CALL, r.call_args()))
     return r.ticket(
@@ -264,9 +292,19 @@ async def areserve_credits(
     monthly_limit: Decimal | None,
     amount_micros: int,
     now: datetime | None = None,
+    key_fingerprint: str | None = None,
 ) -> HoldTicket:
     """``reserve_credits`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
-    r = _reservation(account_id, key_id, key_name, daily_limit, monthly_limit, amount_micros, now)
+    r = _reservation(
+        account_id,
+        key_id,
+        key_name,
+        daily_limit,
+        monthly_limit,
+        amount_micros,
+        now,
+        key_fingerprint,
+    )
     return r.ticket(*await fetch_one_on_loop(_RESERVE_CALL, r.call_args()))
 
 

@@ -2,11 +2,13 @@
 thread with ``authenticate``, or on the event loop with ``aauthenticate`` on PostgreSQL)."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from types import SimpleNamespace
 
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from accounts.models import User
@@ -36,6 +38,9 @@ class KeyContext:
     monthly_credit_limit: Decimal | None
     expires_at: datetime | None
     prefer_low_carbon: bool
+    # PostgreSQL: the row's lowrouter_key_fingerprint, which the reservation compares with the
+    # row as it is then (migration billing 0006). Empty on SQLite.
+    fingerprint: str = ""
 
     def allows_model(self, model_id: str) -> bool:
         return not self.models or model_id in self.models
@@ -57,13 +62,25 @@ _AUTH_COLUMNS = (
 _AUTH_SQL = (
     "SELECT "
     + ", ".join(f"k.{c}" for c in _AUTH_COLUMNS)
-    + ", u.is_active FROM {key} k JOIN {user} u ON u.id = k.account_id WHERE k.digest = %s"
+    + ", u.is_active{fingerprint} FROM {key} k JOIN {user} u ON u.id = k.account_id"
+    " WHERE k.digest = %s"
 )
+
+# Keys this process authenticated recently, by digest, for the event-loop path on PostgreSQL:
+# a hit skips the authentication query, and the reservation then checks the key's row as it is
+# (usable, same fingerprint), so nothing read here is trusted beyond that statement.
+_recent: dict[str, "KeyContext"] = {}
+RECENT_KEYS_MAX = 10_000
 
 
 @cache
 def _auth_sql() -> str:
-    return _AUTH_SQL.format(key=table(ApiKey), user=table(User))
+    on_postgres = "postgresql" in settings.DATABASES[DEFAULT_DB_ALIAS]["ENGINE"]
+    return _AUTH_SQL.format(
+        key=table(ApiKey),
+        user=table(User),
+        fingerprint=", lowrouter_key_fingerprint(k)" if on_postgres else "",
+    )
 
 
 def parse_bearer(authorization: str | None) -> str:
@@ -94,17 +111,41 @@ def authenticate(authorization: str | None, *, now: datetime | None = None) -> K
     return _key_context(fetch_one(_auth_sql(), [digest]), now)
 
 
-async def aauthenticate(authorization: str | None, *, now: datetime | None = None) -> KeyContext:
-    """``authenticate`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
+async def aauthenticate(
+    authorization: str | None, *, now: datetime | None = None, recent: bool = False
+) -> KeyContext:
+    """``authenticate`` from the event loop, PostgreSQL only (``statements_on_loop``). With
+    ``recent``, a key this process authenticated before is returned without a query: only for
+    a caller whose next statement is the reservation, which checks the key's row itself."""
     digest = digest_token(parse_bearer(authorization))
-    return _key_context(await fetch_one_on_loop(_auth_sql(), [digest]), now)
+    if recent:
+        key = _recent.get(digest)
+        if key is not None and (key.expires_at is None or key.expires_at > (now or _utc_now())):
+            return key
+    key = _key_context(await fetch_one_on_loop(_auth_sql(), [digest]), now)
+    if len(_recent) >= RECENT_KEYS_MAX:
+        _recent.clear()
+    _recent[digest] = key
+    return key
+
+
+def forget_recent_key(authorization: str | None) -> None:
+    """Drop the remembered copy of this key (the reservation found its row changed)."""
+    _recent.pop(digest_token(parse_bearer(authorization)), None)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _key_context(row: tuple | None, now: datetime | None) -> KeyContext:
     key = None
+    fingerprint = ""
     if row is not None:
-        key = SimpleNamespace(**convert_row(ApiKey, _AUTH_COLUMNS, row[:-1]))
-        key.account_is_active = bool(row[-1])
+        columns = len(_AUTH_COLUMNS)
+        key = SimpleNamespace(**convert_row(ApiKey, _AUTH_COLUMNS, row[:columns]))
+        key.account_is_active = bool(row[columns])
+        fingerprint = row[columns + 1] if len(row) > columns + 1 else ""
     if key is None or key.revoked_at is not None or not key.account_is_active:
         raise AuthError("invalid_api_key", "Invalid API key.")
     if not key.enabled:
@@ -124,4 +165,5 @@ def _key_context(row: tuple | None, now: datetime | None) -> KeyContext:
         monthly_credit_limit=key.monthly_credit_limit,
         expires_at=key.expires_at,
         prefer_low_carbon=key.prefer_low_carbon,
+        fingerprint=fingerprint,
     )

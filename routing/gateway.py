@@ -1,11 +1,11 @@
 """The chat completion request path: authenticate, route, reserve, call upstream, settle.
 
-Async end to end, three database round trips: authenticate, reserve, settle. On PostgreSQL each
-is one statement sent from the event loop; on SQLite the same work runs in worker threads
-through ``run_db`` (authenticate + route + reserve as one hand-off, settle as another). Routing
-reads in-process copies of the catalogue, policies and health; the upstream response is relayed
-chunk by chunk. No prompt or
-completion text is stored or logged here.
+Async end to end. On PostgreSQL each database step is one statement sent from the event loop:
+authenticate (skipped for a key this process has seen: the reservation checks the key's row),
+reserve, settle. On SQLite the same work runs in worker threads through ``run_db``
+(authenticate + route + reserve as one hand-off, settle as another). Routing reads in-process
+copies of the catalogue, policies and health; the upstream response is relayed chunk by chunk.
+No prompt or completion text is stored or logged here.
 """
 
 import asyncio
@@ -26,6 +26,7 @@ from billing.models import GenerationStatus
 from billing.money import format_credits, token_cost_micros
 from billing.spending import (
     HoldTicket,
+    KeyChanged,
     Settlement,
     SpendRefused,
     areserve_credits,
@@ -35,7 +36,7 @@ from billing.spending import (
 )
 from catalog.models import WireFormat
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView, aget_snapshot
-from keys.auth import AuthError, KeyContext, aauthenticate, authenticate
+from keys.auth import AuthError, KeyContext, aauthenticate, authenticate, forget_recent_key
 from lowrouter import jsonio
 from lowrouter.asyncdb import DatabaseUnavailable, run_db, statements_on_loop
 from routing import anthropic_adapter, eco_bridge, health, upstream
@@ -264,18 +265,41 @@ def _admit(
 async def _admit_on_loop(
     call: Call, authorization: str | None, raw_body: bytes, region_header: str | None
 ) -> None:
-    """``_admit`` on the event loop (PostgreSQL): the same steps, each statement sent from the
-    loop, with no thread hand-off."""
-    try:
-        call.key = await aauthenticate(authorization, now=call.created_at)
-    except AuthError as exc:
-        raise ApiError(401, exc.code, exc.message) from exc
-    call.req = parse_chat_request(raw_body)
-    call.plan = await aroute_request(call.snapshot, call.req, call.key, region_header=region_header)
-    try:
-        call.hold = await areserve_credits(**_reservation(call))
-    except SpendRefused as refused:
-        raise _refusal(call, refused) from refused
+    """``_admit`` on the event loop (PostgreSQL), each statement sent from the loop. A key this
+    process has seen before is taken from memory, with no authentication query: the reservation
+    checks its row in the same statement and refuses if it is no longer usable or no longer as
+    read (KeyChanged), and the key is then read afresh and the request routed again. A routing
+    refusal made on a remembered key is likewise only given after reading the key afresh."""
+    for fresh in (False, True):
+        try:
+            call.key = await aauthenticate(authorization, now=call.created_at, recent=not fresh)
+        except AuthError as exc:
+            raise ApiError(401, exc.code, exc.message) from exc
+        if call.req is None:
+            call.req = parse_chat_request(raw_body)
+        try:
+            call.plan = await aroute_request(
+                call.snapshot, call.req, call.key, region_header=region_header
+            )
+        except ApiError:
+            if fresh:
+                raise
+            # Refused on what the remembered key allows: answer only from the row as it is.
+            forget_recent_key(authorization)
+            continue
+        try:
+            call.hold = await areserve_credits(
+                **_reservation(call), key_fingerprint=call.key.fingerprint
+            )
+            return
+        except KeyChanged:
+            forget_recent_key(authorization)
+        except SpendRefused as refused:
+            raise _refusal(call, refused) from refused
+    # Changed again between two consecutive statements: an edit racing this request.
+    raise ApiError(
+        503, "key_changed", "The API key was changed while this request was admitted; retry."
+    )
 
 
 def _reservation(call: Call) -> dict:
