@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from lowrouter.cache import shared_cache as cache
@@ -30,7 +29,7 @@ Slot = tuple[str, str]  # (provider id, region)
 
 LATENCY_WINDOW_S = 300.0
 MAX_LATENCY_SAMPLES = 50
-SAMPLE_INTERVAL_S = 0.2
+SAMPLE_INTERVAL_S = 1.0
 HEALTH_PREFIX = "routing:health:"
 LATENCY_PREFIX = "routing:latency:"
 
@@ -187,7 +186,8 @@ async def amark_failure(slot: Slot, *, reason: str, retry_after: float | None = 
     """Mark a slot unavailable after a 5xx, connection error, timeout or broken stream, or
     until ``retry_after`` seconds from now after a 429. Written before the caller moves on, so
     the next request in any process sees it."""
-    record = await sync_to_async(_write_failure, thread_sensitive=False)(slot, reason, retry_after)
+    loop = asyncio.get_running_loop()
+    record = await loop.run_in_executor(None, _write_failure, slot, reason, retry_after)
     entry = _mirror.entries.get(slot)
     _mirror.entries[slot] = (time.monotonic(), record, entry[2] if entry else None)
 
@@ -203,7 +203,8 @@ def _write_success(slot: Slot, latency_ms: int, clear: bool) -> list:
 
 
 async def _record_success(slot: Slot, latency_ms: int, clear: bool) -> None:
-    samples = await sync_to_async(_write_success, thread_sensitive=False)(slot, latency_ms, clear)
+    loop = asyncio.get_running_loop()
+    samples = await loop.run_in_executor(None, _write_success, slot, latency_ms, clear)
     entry = _mirror.entries.get(slot)
     _mirror.entries[slot] = (
         time.monotonic(),
