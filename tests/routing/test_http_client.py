@@ -328,7 +328,7 @@ def test_first_byte_timeout_abandons_the_request(run):
             with pytest.raises(Timeout) as info:
                 await post(server.url(), first_byte_timeout=0.2)
             assert isinstance(info.value, TimeoutError)
-            assert 0.15 < time.monotonic() - started < 1.0
+            assert 0.15 < time.monotonic() - started < 3.0
             await server.wait_ended()
 
     run(scenario())
@@ -383,20 +383,20 @@ def test_idle_timeout_mid_body(run):
             started = time.monotonic()
             with pytest.raises(Timeout):
                 await resp.read_chunk()
-            assert 0.15 < time.monotonic() - started < 1.0
+            assert 0.15 < time.monotonic() - started < 3.0
             await server.wait_ended()
 
     run(scenario())
 
 
 def test_a_slow_but_steady_stream_is_not_idle(run):
-    """Bytes every 0.1 s for 0.8 s with a 0.3 s idle timeout: the one timer re-arms itself."""
+    """Bytes every 0.05 s for 0.8 s with a 0.4 s idle timeout: the one timer re-arms itself."""
 
     async def handler(reader, writer):
         await server.read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for _ in range(8):
-            await asyncio.sleep(0.1)
+        for _ in range(16):
+            await asyncio.sleep(0.05)
             writer.write(b"1\r\nx\r\n")
             await writer.drain()
         writer.write(b"0\r\n\r\n")
@@ -406,8 +406,8 @@ def test_a_slow_but_steady_stream_is_not_idle(run):
 
     async def scenario():
         async with server:
-            resp = await post(server.url(), idle_timeout=0.3)
-            assert await resp.read() == b"x" * 8
+            resp = await post(server.url(), idle_timeout=0.4)
+            assert await resp.read() == b"x" * 16
 
     run(scenario())
 
