@@ -24,6 +24,7 @@ from catalog.models import Currency, Model, Offering, Provider
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
 from keys.actions import create_key
 from keys.models import ApiKey
+from routing import http_client
 from routing import upstream as upstream_client
 from routing.demo_upstream import DemoConfig, DemoUpstream
 from routing.health import reset_health
@@ -69,8 +70,8 @@ class LiveGateway:
         return self
 
     def stop(self) -> None:
-        # Close the pooled upstream sessions on their own loop before it ends.
-        for loop in list(upstream_client._sessions):
+        # Close the pooled upstream connections on their own loop before it ends.
+        for loop in http_client.pool_loops():
             if loop.is_running():
                 future = asyncio.run_coroutine_threadsafe(upstream_client.close_sessions(), loop)
                 future.result(timeout=5)
