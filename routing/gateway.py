@@ -519,7 +519,7 @@ async def _stream(call: Call) -> HttpResponse:
 async def _relay(
     call: Call,
     offering: OfferingView,
-    resp: "upstream.aiohttp.ClientResponse",
+    resp: upstream.Response,
     events: AsyncIterator[upstream.SseEvent],
     first_chunk: dict,
 ) -> AsyncIterator[bytes]:

@@ -25,6 +25,7 @@ from catalog.snapshot import mark_catalog_changed, reset_snapshot
 from keys.actions import create_key
 from keys.models import ApiKey
 from lowrouter import asyncdb
+from routing import http_client
 from routing import upstream as upstream_client
 from routing.demo_upstream import DemoConfig, DemoUpstream
 from routing.health import reset_health
@@ -70,9 +71,8 @@ class LiveGateway:
         return self
 
     def stop(self) -> None:
-        # Close the pooled upstream sessions and database connections on their own loop
-        # before it ends.
-        for loop in {*upstream_client._sessions, *asyncdb._loops}:
+        # Close the pooled upstream and database connections on their own loop before it ends.
+        for loop in {*http_client.pool_loops(), *asyncdb._loops}:
             if loop.is_running():
                 for close in (upstream_client.close_sessions, asyncdb.close_loop_connections):
                     future = asyncio.run_coroutine_threadsafe(close(), loop)

@@ -4,10 +4,10 @@ the body in awkward pieces; ``iter_sse`` must see the same events whatever the s
 
 import asyncio
 
-import aiohttp
 import pytest
 from aiohttp import web
 
+from routing import http_client
 from routing.upstream import iter_sse
 
 BODY = (
@@ -38,19 +38,20 @@ async def _events(pieces: list[bytes]) -> list[str]:
         return resp
 
     app = web.Application()
-    app.router.add_get("/", handler)
+    app.router.add_post("/", handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/") as r,
-        ):
+        r = await http_client.post(f"http://127.0.0.1:{port}/", b"{}", {})
+        try:
             return [event.data async for event in iter_sse(r)]
+        finally:
+            r.close()
     finally:
+        await http_client.close_pools()
         await runner.cleanup()
 
 
