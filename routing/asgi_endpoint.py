@@ -71,10 +71,16 @@ async def _send_response(
     if isinstance(response, StreamingHttpResponse):
         if exchange is not None:
             exchange.streaming = True
-        async with contextlib.aclosing(response.streaming_content) as content:
-            async for chunk in content:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        ended = False
+        content = getattr(response, "relay", None) or response.streaming_content
+        async with contextlib.aclosing(content) as chunks:
+            async for chunk in chunks:
+                # Each chunk is one write to the client, sent as it comes (no coalescing); the
+                # relay's last one carries the end of the body with it.
+                ended = type(chunk) is gateway.LastChunk
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b""})
     else:
         await send({"type": "http.response.body", "body": response.content})
 

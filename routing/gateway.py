@@ -442,6 +442,11 @@ def _attempt_order(call: Call) -> list[OfferingView]:
     return (same_region + others)[:MAX_ATTEMPTS]
 
 
+class LastChunk(bytes):
+    """The last bytes of a relayed stream. The ASGI endpoint sends them with the end of the
+    body in one write; anything else takes them as plain bytes."""
+
+
 def _sse(obj: dict) -> bytes:
     return b"data: " + jsonio.dumps(obj) + b"\n\n"
 
@@ -480,6 +485,9 @@ async def _stream(call: Call) -> HttpResponse:
             health.note_success(slot, first_byte_ms)
             relay = _relay(call, offering, resp, events, first_chunk)
             response = StreamingHttpResponse(relay, content_type="text/event-stream")
+            # The ASGI endpoint sends from the relay itself (see LastChunk); Django's own
+            # wrapper around it copies every chunk on the way.
+            response.relay = relay
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             for name, value in {
@@ -616,8 +624,12 @@ async def _relay(
             error_code=error_code,
         )
         await _settle(call, settlement)
-        yield _sse(
-            ApiError(502, "upstream_stream_failed", f"Upstream failure: {failure.message}").body()
+        yield LastChunk(
+            _sse(
+                ApiError(
+                    502, "upstream_stream_failed", f"Upstream failure: {failure.message}"
+                ).body()
+            )
         )
         return
 
@@ -630,11 +642,12 @@ async def _relay(
     )
     await _settle(call, settlement)
     summary = _lowrouter_block(call, offering, settlement.eco.get("block"))
-    for i, chunk in enumerate(held):
-        if i == len(held) - 1:
-            chunk["lowrouter"] = summary
-        yield _sse(chunk)
+    if held:
+        held[-1]["lowrouter"] = summary
+    tail = [_sse(chunk) for chunk in held]
     if usage_chunk is not None and call.req.client_wants_usage:
         usage_chunk["lowrouter"] = summary
-        yield _sse(usage_chunk)
-    yield _DONE
+        tail.append(_sse(usage_chunk))
+    tail.append(_DONE)
+    # All ready at once: one write, not one per event.
+    yield LastChunk(b"".join(tail))
