@@ -1,6 +1,5 @@
 """Parse and check a chat completion request body before anything else happens."""
 
-import json
 from dataclasses import dataclass, field
 
 from lowrouter import jsonio
@@ -159,9 +158,10 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     if stream:
         needs.add("streaming")
 
-    prompt_bytes = len(json.dumps(body["messages"], ensure_ascii=False).encode())
+    # Compact UTF-8 JSON: still at least one byte per token of what it carries.
+    prompt_bytes = len(jsonio.dumps(body["messages"]))
     if body.get("tools"):
-        prompt_bytes += len(json.dumps(body["tools"], ensure_ascii=False).encode())
+        prompt_bytes += len(jsonio.dumps(body["tools"]))
     return ChatRequest(
         body=body,
         model=model.strip(),
