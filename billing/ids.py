@@ -4,12 +4,17 @@ import time
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as ULIDs use
 
 
+# Every two-character group, so an id takes half as many steps (it is made per request).
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def _base32(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+    """``value`` as ``length`` base32 characters (``length`` even), most significant first."""
+    groups = []
+    for _ in range(length // 2):
+        value, rem = divmod(value, 1024)
+        groups.append(_PAIRS[rem])
+    return "".join(reversed(groups))
 
 
 def new_generation_id() -> str:

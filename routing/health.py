@@ -72,9 +72,23 @@ def _latency_key(slot: Slot) -> str:
     return f"{LATENCY_PREFIX}{slot[0]}:{slot[1]}"
 
 
+# The median of a samples list, by the list's identity: routing reads it for every request,
+# while the list itself is replaced whenever the copy is refreshed (never changed in place).
+_medians: dict[int, tuple[list, float | None]] = {}
+
+
 def _median_latency(samples: list | None, now: float) -> float | None:
-    recent = [ms for at, ms in samples or () if now - at <= LATENCY_WINDOW_S]
-    return statistics.median(recent) if recent else None
+    if not samples:
+        return None
+    cached = _medians.get(id(samples))
+    if cached is not None and cached[0] is samples:
+        return cached[1]
+    recent = [ms for at, ms in samples if now - at <= LATENCY_WINDOW_S]
+    median = statistics.median(recent) if recent else None
+    if len(_medians) >= 1024:
+        _medians.clear()
+    _medians[id(samples)] = (samples, median)
+    return median
 
 
 def view_slot(record: dict | None, samples: list | None, now: float) -> SlotHealth:
