@@ -15,11 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
 from django.http.request import split_domain_port, validate_host
 
 from routing import gateway
 from routing.errors import ApiError
+from routing.replies import LastChunk, Reply
 from routing.validation import body_too_large
 
 log = logging.getLogger(__name__)
@@ -63,26 +63,25 @@ class _Exchange:
     streaming = False
 
 
-async def _send_response(
-    response: HttpResponse, send: Send, exchange: _Exchange | None = None
-) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
-    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    if isinstance(response, StreamingHttpResponse):
-        if exchange is not None:
-            exchange.streaming = True
-        ended = False
-        content = getattr(response, "relay", None) or response.streaming_content
-        async with contextlib.aclosing(content) as chunks:
-            async for chunk in chunks:
-                # Each chunk is one write to the client, sent as it comes (no coalescing); the
-                # relay's last one carries the end of the body with it.
-                ended = type(chunk) is gateway.LastChunk
-                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
-        if not ended:
-            await send({"type": "http.response.body", "body": b""})
-    else:
-        await send({"type": "http.response.body", "body": response.content})
+async def _send_response(reply: Reply, send: Send, exchange: _Exchange | None = None) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if reply.stream is None:
+        headers.append((b"content-length", b"%d" % len(reply.body)))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+        return
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    if exchange is not None:
+        exchange.streaming = True
+    ended = False
+    async with contextlib.aclosing(reply.stream) as chunks:
+        async for chunk in chunks:
+            # Each chunk is one write to the client, sent as it comes (no coalescing); the
+            # stream's last one carries the end of the body with it.
+            ended = type(chunk) is LastChunk
+            await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+    if not ended:
+        await send({"type": "http.response.body", "body": b""})
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
@@ -90,10 +89,10 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _answer(scope: Scope, raw: bytes | None, request_id: str) -> HttpResponse:
+async def _answer(scope: Scope, raw: bytes | None, request_id: str) -> Reply:
     if raw is None:
         limit = settings.LOWROUTER_MAX_BODY_BYTES
-        return body_too_large(limit).response({"X-Request-ID": request_id})
+        return body_too_large(limit).reply({"X-Request-ID": request_id})
     headers = scope["headers"]
     try:
         return await gateway.chat_completion(
@@ -107,16 +106,16 @@ async def _answer(scope: Scope, raw: bytes | None, request_id: str) -> HttpRespo
         log.error("unhandled %s on %s", type(exc).__name__, PATH)
         return ApiError(
             500, "internal_error", "The gateway hit an unexpected error; nothing was charged."
-        ).response({"X-Request-ID": request_id})
+        ).reply({"X-Request-ID": request_id})
 
 
-async def _relay_watching(response: StreamingHttpResponse, send: Send, receive: Receive) -> None:
+async def _relay_watching(reply: Reply, send: Send, receive: Receive) -> None:
     """Send a stream while watching for the client leaving: once the relay has started, a
     disconnect cancels it, which settles what the upstream reported and closes the upstream
     request (the relay's own clean-up). Before it has started it cannot be cancelled without
     skipping that clean-up, so it runs on, into a closed connection."""
     exchange = _Exchange()
-    relay = asyncio.create_task(_send_response(response, send, exchange))
+    relay = asyncio.create_task(_send_response(reply, send, exchange))
     watch = asyncio.create_task(_wait_for_disconnect(receive))
     try:
         done, _ = await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -149,7 +148,7 @@ class ChatEndpoint:
         host = _header(headers, b"host") or ""
         if not validate_host(split_domain_port(host)[0], settings.ALLOWED_HOSTS):
             # The refusal Django gives a request for a host it does not serve.
-            await _send_response(ApiError(400, "bad_host", "Invalid Host header.").response(), send)
+            await _send_response(ApiError(400, "bad_host", "Invalid Host header.").reply(), send)
             return
         limit = settings.LOWROUTER_MAX_BODY_BYTES
         try:
@@ -163,11 +162,11 @@ class ChatEndpoint:
         # A plain request runs to its end even if its client leaves, so the upstream's usage is
         # recorded and billed (the answer goes nowhere); only a stream is watched, once it is
         # being relayed.
-        response = await _answer(scope, raw, request_id)
-        if isinstance(response, StreamingHttpResponse):
-            await _relay_watching(response, send, receive)
+        reply = await _answer(scope, raw, request_id)
+        if reply.stream is not None:
+            await _relay_watching(reply, send, receive)
         else:
-            await _send_response(response, send)
+            await _send_response(reply, send)
 
 
 __all__ = ["ChatEndpoint"]

@@ -1,8 +1,9 @@
 """The API's error shape: ``{"error": {"type", "code", "message", "param"}}`` with its status."""
 
-import json
-
 from django.http import HttpResponse
+
+from lowrouter import jsonio
+from routing.replies import Reply
 
 
 class ApiError(Exception):
@@ -34,13 +35,12 @@ class ApiError(Exception):
             }
         }
 
+    def reply(self, extra_headers: dict[str, str] | None = None) -> Reply:
+        headers = {"Content-Type": "application/json", **self.headers, **(extra_headers or {})}
+        return Reply(self.status, headers, jsonio.dumps(self.body()))
+
     def response(self, extra_headers: dict[str, str] | None = None) -> HttpResponse:
-        resp = HttpResponse(
-            json.dumps(self.body()), status=self.status, content_type="application/json"
-        )
-        for name, value in {**self.headers, **(extra_headers or {})}.items():
-            resp[name] = value
-        return resp
+        return self.reply(extra_headers).as_django()
 
 
 _DEFAULT_TYPES = {

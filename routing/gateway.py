@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from django.http import HttpResponse, StreamingHttpResponse
-
 from billing.costs import Prices, Usage, usage_cost_micros, worst_case_micros
 from billing.ids import new_generation_id
 from billing.models import GenerationStatus
@@ -41,6 +39,7 @@ from lowrouter import jsonio
 from lowrouter.asyncdb import DatabaseUnavailable, run_db, statements_on_loop
 from routing import anthropic_adapter, eco_bridge, health, upstream
 from routing.errors import ApiError
+from routing.replies import LastChunk, Reply
 from routing.router import RoutePlan, aroute_request, route_request
 from routing.upstream import UpstreamFailure
 from routing.validation import ChatRequest, parse_chat_request, upstream_payload
@@ -331,15 +330,15 @@ async def chat_completion(
     raw_body: bytes,
     request_id: str,
     region_header: str | None = None,
-) -> HttpResponse:
+) -> Reply:
     try:
         call = await _begin(request_id, authorization, raw_body, region_header)
     except ApiError as err:
-        return err.response({"X-Request-ID": request_id})
+        return err.reply({"X-Request-ID": request_id})
     except DatabaseUnavailable:
         return ApiError(
             503, "database_unavailable", "The gateway cannot reach its database; retry shortly."
-        ).response({"X-Request-ID": request_id})
+        ).reply({"X-Request-ID": request_id})
     if call.req.stream:
         return await _stream(call)
     return await _complete(call)
@@ -353,7 +352,7 @@ def _payload(call: Call, offering: OfferingView) -> dict:
     return payload
 
 
-async def _complete(call: Call) -> HttpResponse:
+async def _complete(call: Call) -> Reply:
     trace = call.plan.trace
     failure: UpstreamFailure | None = None
     for offering in _attempt_order(call):
@@ -391,7 +390,7 @@ async def _complete(call: Call) -> HttpResponse:
                 error_code=_upstream_error(exc).code,
             )
             balance = await _settle(call, settlement)
-            return _upstream_error(exc).response(_common_headers(call, balance))
+            return _upstream_error(exc).reply(_common_headers(call, balance))
         trace["attempts"].append(_attempt_record(offering, "ok", started))
         health.note_success(slot, first_byte_ms)
         usage = Usage.from_openai(data.get("usage"))
@@ -405,17 +404,16 @@ async def _complete(call: Call) -> HttpResponse:
         balance = await _settle(call, settlement)
         data["model"] = call.plan.model.id
         data["lowrouter"] = _lowrouter_block(call, offering, settlement.eco.get("block"))
-        resp = HttpResponse(jsonio.dumps(data), content_type="application/json")
-        for name, value in {
+        headers = {
+            "Content-Type": "application/json",
             **_common_headers(call, balance),
             **_served_headers(call, offering),
-        }.items():
-            resp[name] = value
-        return resp
+        }
+        return Reply(200, headers, jsonio.dumps(data))
     return await _fail(call, failure)
 
 
-async def _fail(call: Call, failure: UpstreamFailure | None) -> HttpResponse:
+async def _fail(call: Call, failure: UpstreamFailure | None) -> Reply:
     """Every attempt failed before anything reached the client: record it, charge nothing."""
     err = _upstream_error(failure) if failure else ApiError(503, "no_available_provider", "")
     settlement = _settlement(
@@ -427,7 +425,7 @@ async def _fail(call: Call, failure: UpstreamFailure | None) -> HttpResponse:
         error_code=err.code,
     )
     balance = await _settle(call, settlement)
-    return err.response(_common_headers(call, balance))
+    return err.reply(_common_headers(call, balance))
 
 
 def _attempt_order(call: Call) -> list[OfferingView]:
@@ -442,11 +440,6 @@ def _attempt_order(call: Call) -> list[OfferingView]:
     return (same_region + others)[:MAX_ATTEMPTS]
 
 
-class LastChunk(bytes):
-    """The last bytes of a relayed stream. The ASGI endpoint sends them with the end of the
-    body in one write; anything else takes them as plain bytes."""
-
-
 def _sse(obj: dict) -> bytes:
     return b"data: " + jsonio.dumps(obj) + b"\n\n"
 
@@ -454,7 +447,7 @@ def _sse(obj: dict) -> bytes:
 _DONE = b"data: [DONE]\n\n"
 
 
-async def _stream(call: Call) -> HttpResponse:
+async def _stream(call: Call) -> Reply:
     trace = call.plan.trace
     failure: UpstreamFailure | None = None
     for offering in _attempt_order(call):
@@ -483,19 +476,14 @@ async def _stream(call: Call) -> HttpResponse:
         else:
             trace["attempts"].append(_attempt_record(offering, "ok", started))
             health.note_success(slot, first_byte_ms)
-            relay = _relay(call, offering, resp, events, first_chunk)
-            response = StreamingHttpResponse(relay, content_type="text/event-stream")
-            # The ASGI endpoint sends from the relay itself (see LastChunk); Django's own
-            # wrapper around it copies every chunk on the way.
-            response.relay = relay
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"
-            for name, value in {
+            headers = {
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
                 **_common_headers(call, call.hold.balance_micros),
                 **_served_headers(call, offering),
-            }.items():
-                response[name] = value
-            return response
+            }
+            return Reply(200, headers, stream=_relay(call, offering, resp, events, first_chunk))
         if resp is not None:
             resp.close()
         trace["attempts"].append(
@@ -520,7 +508,7 @@ async def _stream(call: Call) -> HttpResponse:
                 error_code=_upstream_error(failure).code,
             )
             balance = await _settle(call, settlement)
-            return _upstream_error(failure).response(_common_headers(call, balance))
+            return _upstream_error(failure).reply(_common_headers(call, balance))
     return await _fail(call, failure)
 
 

@@ -38,12 +38,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     except RequestDataTooBig:
         limit = settings.LOWROUTER_MAX_BODY_BYTES
         return body_too_large(limit).response({"X-Request-ID": request_id})
-    return await gateway.chat_completion(
+    reply = await gateway.chat_completion(
         authorization=request.headers.get("Authorization"),
         raw_body=raw,
         request_id=request_id,
         region_header=request.headers.get("X-LowRouter-Region"),
     )
+    return reply.as_django()
 
 
 def _key_from(request: HttpRequest, *, required: bool) -> KeyContext | None:

@@ -198,3 +198,9 @@ def test_models_api_filters_match_the_browser_and_reject_bad_values(gateway, cat
         httpx.get(gateway.api + "/models", params={"min_context": "lots"}), 400, "invalid_filter"
     )
     assert err["param"] == "min_context"
+
+
+def test_plain_answers_carry_their_length_and_are_not_chunked(post, funded):
+    for resp in (post(funded.token, json=BODY), post(json=BODY)):
+        assert resp.headers["content-length"] == str(len(resp.content))
+        assert "transfer-encoding" not in resp.headers
