@@ -2,19 +2,17 @@
 thread with ``authenticate``, or on the event loop with ``aauthenticate`` on PostgreSQL)."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from functools import cache
 from types import SimpleNamespace
 
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from accounts.models import User
 from keys.models import ApiKey
 from keys.tokens import digest_token, looks_like_token
-from lowrouter.asyncdb import fetch_one_on_loop
+from lowrouter.asyncdb import fetch_one_on_loop, statements_on_loop
 from lowrouter.sql import convert_row, fetch_one, table
 
 
@@ -75,11 +73,10 @@ RECENT_KEYS_MAX = 10_000
 
 @cache
 def _auth_sql() -> str:
-    on_postgres = "postgresql" in settings.DATABASES[DEFAULT_DB_ALIAS]["ENGINE"]
     return _AUTH_SQL.format(
         key=table(ApiKey),
         user=table(User),
-        fingerprint=", lowrouter_key_fingerprint(k)" if on_postgres else "",
+        fingerprint=", lowrouter_key_fingerprint(k)" if statements_on_loop() else "",
     )
 
 
@@ -120,7 +117,7 @@ async def aauthenticate(
     digest = digest_token(parse_bearer(authorization))
     if recent:
         key = _recent.get(digest)
-        if key is not None and (key.expires_at is None or key.expires_at > (now or _utc_now())):
+        if key is not None and (key.expires_at is None or key.expires_at > (now or timezone.now())):
             return key
     key = _key_context(await fetch_one_on_loop(_auth_sql(), [digest]), now)
     if len(_recent) >= RECENT_KEYS_MAX:
@@ -132,10 +129,6 @@ async def aauthenticate(
 def forget_recent_key(authorization: str | None) -> None:
     """Drop the remembered copy of this key (the reservation found its row changed)."""
     _recent.pop(digest_token(parse_bearer(authorization)), None)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _key_context(row: tuple | None, now: datetime | None) -> KeyContext:

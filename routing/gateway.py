@@ -256,7 +256,7 @@ def _admit(
     call.req = parse_chat_request(raw_body)
     call.plan = route_request(call.snapshot, call.req, call.key, region_header=region_header)
     try:
-        call.hold = reserve_credits(**_reservation(call))
+        call.hold = reserve_credits(**_reserve_args(call))
     except SpendRefused as refused:
         raise _refusal(call, refused) from refused
 
@@ -288,7 +288,7 @@ async def _admit_on_loop(
             continue
         try:
             call.hold = await areserve_credits(
-                **_reservation(call), key_fingerprint=call.key.fingerprint
+                **_reserve_args(call), key_fingerprint=call.key.fingerprint
             )
             return
         except KeyChanged:
@@ -301,7 +301,7 @@ async def _admit_on_loop(
     )
 
 
-def _reservation(call: Call) -> dict:
+def _reserve_args(call: Call) -> dict:
     return {
         "account_id": call.key.account_id,
         "key_id": call.key.key_id,
