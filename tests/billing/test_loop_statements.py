@@ -79,15 +79,16 @@ def test_a_connection_the_server_ended_while_idle_is_replaced():
     assert first != second
 
 
-def test_only_the_reservation_skips_the_flush_wait_and_settlement_does_not():
-    """The hold's transaction commits without waiting for the WAL flush (migration billing
-    0005); that must not leak into the connection, whose next statement may be a settlement."""
-    from billing.spending import areserve_credits
+def test_reserve_and_settle_skip_the_flush_wait_without_leaking_it():
+    """Both spending functions commit without waiting for the WAL flush (migrations billing
+    0005 and 0008), each for its own transaction only: the connection's next statement, which
+    may be anything, runs with the server's setting."""
+    from billing.spending import Settlement, areserve_credits, asettle_generation
 
     f = make_funded()
 
     async def steps():
-        await areserve_credits(
+        hold = await areserve_credits(
             account_id=f.user.pk,
             key_id=f.key.pk,
             key_name=f.key.name,
@@ -96,10 +97,24 @@ def test_only_the_reservation_skips_the_flush_wait_and_settlement_does_not():
             amount_micros=1_000,
         )
         pool = asyncdb._loops[asyncio.get_running_loop()]
-        assert len(pool.idle) == 1  # the next statement goes to the same connection
-        return await asyncdb.fetch_one_on_loop("SELECT current_setting('synchronous_commit')", [])
+        assert len(pool.idle) == 1  # every statement here goes to the same connection
+        after_reserve = await asyncdb.fetch_one_on_loop(_COMMIT_SETTING, [])
+        outcome = Settlement(
+            requested_model="demo/echo-small", status="ok", created_at=timezone.now()
+        )
+        await asettle_generation(hold=hold, outcome=outcome)
+        assert len(pool.idle) == 1
+        after_settle = await asyncdb.fetch_one_on_loop(_COMMIT_SETTING, [])
+        return after_reserve, after_settle
 
-    assert on_loop(steps) == ("on",)
+    assert on_loop(steps) == (("on",), ("on",))
+    with connection.cursor() as cur:
+        for function in ("lowrouter_reserve", "lowrouter_settle"):
+            cur.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [function])
+            assert "set_config('synchronous_commit', 'off', true)" in cur.fetchone()[0]
+
+
+_COMMIT_SETTING = "SELECT current_setting('synchronous_commit')"
 
 
 def test_statements_beyond_the_connection_limit_wait_their_turn(settings):
