@@ -49,8 +49,13 @@ class LedgerKind(models.TextChoices):
 class LedgerEntry(models.Model):
     """Append-only: rows are never updated or deleted."""
 
+    # Every request writes a row: no index the (account, created_at) one already covers, and
+    # the operator index only over the rows an operator made.
     account = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+        db_index=False,
     )
     kind = models.CharField(max_length=20, choices=LedgerKind)
     amount_micros = models.BigIntegerField(help_text="Positive credits in, negative out.")
@@ -66,11 +71,17 @@ class LedgerEntry(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="ledger_actions",
+        db_index=False,
     )
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["account", "created_at"])]
+        indexes = [
+            models.Index(fields=["account", "created_at"]),
+            models.Index(
+                fields=["actor"], condition=models.Q(actor__isnull=False), name="ledger_actor_set"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount_micros} for {self.account_id}"
@@ -105,8 +116,12 @@ class Generation(models.Model):
     """One request through the gateway. Never holds prompt or completion text."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_generation_id)
+    # Every request writes a row: no index the (account, created_at) one already covers.
     account = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="generations",
+        db_index=False,
     )
     key = models.ForeignKey(
         "keys.ApiKey", null=True, on_delete=models.SET_NULL, related_name="generations"
