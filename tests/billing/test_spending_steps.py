@@ -8,7 +8,7 @@ only see committed data, hence a transactional database).
 """
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -53,8 +53,9 @@ def on_loop(coro_fn, **kwargs):
     return asyncio.run(run())
 
 
-def reserve(f, amount: int) -> object:
+def reserve(f, amount: int, **more: object) -> object:
     kwargs = {
+        **more,
         "account_id": f.user.pk,
         "key_id": f.key.pk,
         "key_name": f.key.name,
@@ -259,6 +260,43 @@ def test_refusals_say_which_limit_and_hold_nothing():
         "monthly_credit_limit",
     )
     assert month.remaining_micros == 400_000
+    assert_books_exact(f)
+
+
+def test_a_new_day_in_a_month_already_counted_starts_from_zero():
+    """The day's spend row is created on the key's first request of that day; the month's,
+    already there, keeps counting (the reservation's one-row path), limits included."""
+    f = make_funded(
+        credits=Decimal("10"), daily_credit_limit=Decimal("0.5"), monthly_credit_limit=Decimal("1")
+    )
+    first_day = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    settle(hold=reserve(f, 400_000, now=first_day), outcome=outcome(400_000))
+    next_day = first_day + timedelta(days=1)
+    held = reserve(f, 450_000, now=next_day)
+    rows = {
+        (s.period, s.period_start): (s.spent_micros, s.reserved_micros)
+        for s in KeySpend.objects.filter(key=f.key)
+    }
+    assert rows == {
+        ("day", first_day.date()): (400_000, 0),
+        ("day", next_day.date()): (0, 450_000),
+        ("month", date(2026, 11, 1)): (400_000, 450_000),
+    }
+    with pytest.raises(SpendRefused) as caught:
+        reserve(f, 200_000, now=next_day)  # the new day has 50,000 left
+    assert caught.value.limit == "daily_credit_limit"
+    assert caught.value.remaining_micros == 50_000
+    settle(hold=held, outcome=outcome(450_000))
+    third_day = next_day + timedelta(days=1)
+    with pytest.raises(SpendRefused) as caught:
+        reserve(f, 200_000, now=third_day)  # the new day has room; the month has 150,000
+    assert caught.value.limit == "monthly_credit_limit"
+    assert caught.value.remaining_micros == 150_000
+    assert (
+        not KeySpend.objects.filter(key=f.key, period_start=third_day.date())
+        .exclude(reserved_micros=0, spent_micros=0)
+        .exists()
+    )
     assert_books_exact(f)
 
 
