@@ -16,7 +16,7 @@ from catalog import pricing
 from catalog.credentials import resolve_credential
 from catalog.models import Model, Offering, Provider, ProviderStatus
 from eco.estimate import CONTEXT_VERSION_CACHE_KEY, EcoContext, load_eco_context
-from lowrouter.asyncdb import run_db
+from lowrouter.asyncdb import STALE_GRACE_S, refresh_in_background, run_db
 from lowrouter.cache import shared_cache as cache
 
 VERSION_CACHE_KEY = "catalog:version"
@@ -187,10 +187,16 @@ def get_snapshot() -> CatalogSnapshot:
 
 
 async def aget_snapshot() -> CatalogSnapshot:
-    """The current snapshot for the event loop: no I/O at all while it is fresh."""
+    """The current snapshot for the event loop: no I/O at all while it is fresh, nor while it
+    is being reloaded in the background just past its interval."""
     snap = _state.snapshot
-    if snap is not None and time.monotonic() - _state.checked_at < CHECK_INTERVAL:
-        return snap
+    if snap is not None:
+        age = time.monotonic() - _state.checked_at
+        if age < CHECK_INTERVAL:
+            return snap
+        if age < CHECK_INTERVAL + STALE_GRACE_S:
+            refresh_in_background("catalogue", get_snapshot)
+            return snap
     # run_db: a dropped database connection becomes DatabaseUnavailable (503), not a 500.
     return await run_db(get_snapshot)
 

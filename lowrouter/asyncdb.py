@@ -14,6 +14,7 @@ Two ways, one for each kind of work:
 import asyncio
 import collections
 import contextlib
+import logging
 import select
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -31,6 +32,8 @@ from django.db import (
 )
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,6 +96,35 @@ async def run_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     CPU per call, and the request path makes three of these calls."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, partial(_guarded, fn, args, kwargs))
+
+
+# How long past its check interval an in-process copy (catalogue, policies, slot health) may
+# still be served while one background refresh of it runs; older than that, the request waits
+# for the refresh itself, so a refresh that keeps failing surfaces as the request's error.
+STALE_GRACE_S = 5.0
+
+_refreshes: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future] = {}
+
+
+def refresh_in_background(name: str, fn: Callable[[], object]) -> None:
+    """Start ``fn`` (which reloads the in-process copy called ``name``) in a worker thread,
+    unless it is already running on this loop. The requests that find the copy just past its
+    interval are answered from it meanwhile: without this every request arriving during the
+    reload went to a thread to reload it again (measured at 32 concurrent streams: routing took
+    0.95 ms on average against 0.19 ms at the median)."""
+    loop = asyncio.get_running_loop()
+    running = _refreshes.get((loop, name))
+    if running is not None and not running.done():
+        return
+    refresh = asyncio.ensure_future(run_db(fn))
+    refresh.add_done_callback(_log_refresh_failure)
+    _refreshes[(loop, name)] = refresh
+
+
+def _log_refresh_failure(refresh: asyncio.Future) -> None:
+    if not refresh.cancelled() and refresh.exception() is not None:
+        # The copy stays as it was; past STALE_GRACE_S the next request refreshes it itself.
+        log.warning("background refresh failed: %s", type(refresh.exception()).__name__)
 
 
 def statements_on_loop() -> bool:

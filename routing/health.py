@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from lowrouter.asyncdb import STALE_GRACE_S
 from lowrouter.cache import shared_cache as cache
 
 Slot = tuple[str, str]  # (provider id, region)
@@ -160,11 +161,23 @@ def is_fresh(slots: Iterable[Slot]) -> bool:
     return not _stale(slots)
 
 
-def read_health(slots: Iterable[Slot]) -> dict[Slot, SlotHealth]:
+def is_recent(slots: Iterable[Slot]) -> bool:
+    """Whether every slot's copy is at most STALE_GRACE_S past its interval (``aroute_request``
+    serves it while it is reloaded in the background). Never with refreshing switched off."""
+    refresh = settings.LOWROUTER_ROUTING_HEALTH_REFRESH_S
+    now = time.monotonic()
+    for slot in slots:
+        entry = _mirror.entries.get(slot)
+        if entry is None or refresh <= 0 or now - entry[0] >= refresh + STALE_GRACE_S:
+            return False
+    return True
+
+
+def read_health(slots: Iterable[Slot], *, refresh: bool = True) -> dict[Slot, SlotHealth]:
     """Health of the given slots: one cache round trip at most, none while this process's copy
-    is fresh (see ``is_fresh``)."""
+    is fresh (see ``is_fresh``) or when ``refresh`` is False (the copy as it is)."""
     slots = list(dict.fromkeys(slots))
-    stale = _stale(slots)
+    stale = _stale(slots) if refresh else []
     if stale:
         _store(_fetch(stale))
     return _view(slots)

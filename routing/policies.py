@@ -9,6 +9,7 @@ account sets one at most) and small, so the whole table fits in every process.
 import time
 from dataclasses import dataclass
 
+from lowrouter.asyncdb import STALE_GRACE_S
 from lowrouter.cache import shared_cache as cache
 from routing.models import AccountRoutingPolicy
 
@@ -75,7 +76,15 @@ def is_fresh() -> bool:
     return _state.version is not None and time.monotonic() - _state.checked_at < CHECK_INTERVAL
 
 
-def _refresh() -> dict[int, AccountPolicy]:
+def is_recent() -> bool:
+    """Whether the copy is at most STALE_GRACE_S past its interval (``aroute_request`` serves
+    it while it is reloaded in the background)."""
+    age = time.monotonic() - _state.checked_at
+    return _state.version is not None and age < CHECK_INTERVAL + STALE_GRACE_S
+
+
+def refreshed() -> dict[int, AccountPolicy]:
+    """The copy, reloaded first when the version check is due and the version moved."""
     if is_fresh():
         return _state.policies
     now = time.monotonic()
@@ -89,8 +98,10 @@ def _refresh() -> dict[int, AccountPolicy]:
     return _state.policies
 
 
-def get_policy(account_id: int) -> AccountPolicy:
-    return _refresh().get(account_id, NO_POLICY)
+def get_policy(account_id: int, *, refresh: bool = True) -> AccountPolicy:
+    """The account's policy; with ``refresh=False`` from the copy as it is, even if stale."""
+    policies = refreshed() if refresh else _state.policies
+    return policies.get(account_id, NO_POLICY)
 
 
 def reset_policies() -> None:

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView
 from keys.auth import KeyContext
-from lowrouter.asyncdb import run_db
+from lowrouter.asyncdb import refresh_in_background, run_db
 from routing import health as health_state
 from routing import policies
 from routing.constraints import RequestConstraints, conflict, parse_constraints
@@ -461,12 +462,21 @@ async def aroute_request(
     *,
     region_header: str | None = None,
 ) -> RoutePlan:
-    """``route_request`` for the event loop: computed right there while this process's copies
-    of the policies and of slot health are fresh (nearly always), in a worker thread when one of
-    them has to be fetched first."""
-    if policies.is_fresh() and health_state.is_fresh(snapshot_slots(snapshot)):
-        return route_request(snapshot, req, key, region_header=region_header)
-    return await run_db(route_request, snapshot, req, key, region_header=region_header)
+    """``route_request`` for the event loop: computed right there from this process's copies of
+    the policies and of slot health while they are fresh (nearly always) or just past their
+    interval (then one background refresh reloads them, see ``refresh_in_background``); in a
+    worker thread when a copy is missing or old and has to be fetched first."""
+    slots = snapshot_slots(snapshot)
+    if not (policies.is_fresh() and health_state.is_fresh(slots)):
+        if not (policies.is_recent() and health_state.is_recent(slots)):
+            return await run_db(route_request, snapshot, req, key, region_header=region_header)
+        refresh_in_background("routing", partial(_refresh_copies, slots))
+    return route_request(snapshot, req, key, region_header=region_header, refresh=False)
+
+
+def _refresh_copies(slots: list[Slot]) -> None:
+    policies.refreshed()
+    health_state.read_health(slots)
 
 
 def route_request(
@@ -475,10 +485,11 @@ def route_request(
     key: KeyContext,
     *,
     region_header: str | None = None,
+    refresh: bool = True,
 ) -> RoutePlan:
     """plan_route with the account's policy and the shared health state, both from this
-    process's copies while fresh (no database query; a cache round trip at most when stale).
-    The gateway calls it in its database thread, between authentication and reservation."""
-    policy = get_policy(key.account_id)
-    health = health_state.read_health(snapshot_slots(snapshot))
+    process's copies while fresh (no database query; a cache round trip at most when stale;
+    none with ``refresh=False``, which takes the copies as they are)."""
+    policy = get_policy(key.account_id, refresh=refresh)
+    health = health_state.read_health(snapshot_slots(snapshot), refresh=refresh)
     return plan_route(snapshot, req, key, policy=policy, health=health, region_header=region_header)

@@ -81,7 +81,7 @@ class LiveGateway:
         self.thread.join(timeout=10)
 
 
-def _drop_other_connections() -> None:
+def end_other_sessions() -> None:
     """Server worker threads keep their own connections; PostgreSQL refuses to drop the test
     database while they exist, so end them once the server is gone."""
     if connection.vendor == "postgresql":
@@ -98,7 +98,7 @@ def gateway(django_db_setup, django_db_blocker) -> Iterator[LiveGateway]:
     yield live
     live.stop()
     with django_db_blocker.unblock():
-        _drop_other_connections()
+        end_other_sessions()
 
 
 @pytest.fixture(autouse=True, scope="session")
