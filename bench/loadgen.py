@@ -55,6 +55,11 @@ def body_for(model: str, stream: bool, max_tokens: int = 64) -> bytes:
         "max_tokens": max_tokens,
         "stream": stream,
     }
+    if stream:
+        # Every target is asked for the usage chunk: the gateway always asks its upstream for
+        # one (it bills from it), and the demo upstream sends it one chunk interval after the
+        # finish chunk, so without this the references' streams were one interval shorter.
+        body["stream_options"] = {"include_usage": True}
     return json.dumps(body).encode()
 
 
