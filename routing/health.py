@@ -3,7 +3,8 @@
 The state lives in Django's cache: Redis when REDIS_URL is set (so every web process sees a
 failure marked by any of them), local memory on the embedded default. Each process keeps a copy
 it trusts for LOWROUTER_ROUTING_HEALTH_REFRESH_S seconds, so routing reads no shared state on
-most requests; its own marks are applied to that copy at once.
+most requests (on the event loop, a copy just past due is reloaded in the background while it
+is still used, see ``is_recent``); its own marks are applied to that copy at once.
 
 Per slot, two keys:
 - ``routing:health:<provider>:<region>``: consecutive failures, the time of the last one, and
