@@ -52,18 +52,29 @@ def test_one_background_refresh_runs_at_a_time():
     assert len(calls) == 2
 
 
-def test_a_failed_background_refresh_leaves_the_copy_and_is_logged(caplog):
+def test_a_failed_background_refresh_is_logged_once_and_retried_later(caplog):
+    calls: list[int] = []
+
     def reload() -> None:
+        calls.append(1)
         raise RuntimeError("cache down")
 
     async def steps() -> None:
+        key = (asyncio.get_running_loop(), "copy")
         asyncdb.refresh_in_background("copy", reload)
-        running = asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
         with pytest.raises(RuntimeError):
-            await running
+            await asyncdb._refreshes[key]
+        for _ in range(5):  # the requests right after it start nothing
+            asyncdb.refresh_in_background("copy", reload)
+        assert asyncdb._refreshes[key].done()
+        asyncdb._refresh_failed_at[key] -= asyncdb.REFRESH_RETRY_S
+        asyncdb.refresh_in_background("copy", reload)
+        with pytest.raises(RuntimeError):
+            await asyncdb._refreshes[key]
 
     asyncio.run(steps())
-    assert "background refresh failed: RuntimeError" in caplog.text
+    assert len(calls) == 2
+    assert caplog.text.count("background refresh failed: RuntimeError") == 2
 
 
 def _age(seconds: float) -> float:
