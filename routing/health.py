@@ -137,13 +137,15 @@ def _store(fetched: dict[Slot, tuple[dict | None, list | None]]) -> None:
         _mirror.entries[slot] = (at, record, samples)
 
 
-def _stale(slots: Iterable[Slot]) -> list[Slot]:
+def _stale(slots: Iterable[Slot], grace: float = 0.0) -> list[Slot]:
+    """The slots whose copy is missing or more than ``grace`` seconds past its interval (all of
+    them when refreshing is switched off)."""
     now = time.monotonic()
     refresh = settings.LOWROUTER_ROUTING_HEALTH_REFRESH_S
     stale = []
     for slot in slots:
         entry = _mirror.entries.get(slot)
-        if entry is None or refresh <= 0 or now - entry[0] >= refresh:
+        if entry is None or refresh <= 0 or now - entry[0] >= refresh + grace:
             stale.append(slot)
     return stale
 
@@ -165,13 +167,7 @@ def is_fresh(slots: Iterable[Slot]) -> bool:
 def is_recent(slots: Iterable[Slot]) -> bool:
     """Whether every slot's copy is at most STALE_GRACE_S past its interval (``aroute_request``
     serves it while it is reloaded in the background). Never with refreshing switched off."""
-    refresh = settings.LOWROUTER_ROUTING_HEALTH_REFRESH_S
-    now = time.monotonic()
-    for slot in slots:
-        entry = _mirror.entries.get(slot)
-        if entry is None or refresh <= 0 or now - entry[0] >= refresh + STALE_GRACE_S:
-            return False
-    return True
+    return not _stale(slots, grace=STALE_GRACE_S)
 
 
 def read_health(slots: Iterable[Slot], *, refresh: bool = True) -> dict[Slot, SlotHealth]:

@@ -71,16 +71,17 @@ def delete_policy(*, account_id: int) -> None:
     mark_policies_changed()
 
 
-def is_fresh() -> bool:
-    """Whether ``get_policy`` would answer from memory, with no cache or database access."""
-    return _state.version is not None and time.monotonic() - _state.checked_at < CHECK_INTERVAL
+def is_fresh(grace: float = 0.0) -> bool:
+    """Whether ``get_policy`` would answer from memory, with no cache or database access (or,
+    with a ``grace``, whether the copy is at most that far past its interval)."""
+    age = time.monotonic() - _state.checked_at
+    return _state.version is not None and age < CHECK_INTERVAL + grace
 
 
 def is_recent() -> bool:
     """Whether the copy is at most STALE_GRACE_S past its interval (``aroute_request`` serves
     it while it is reloaded in the background)."""
-    age = time.monotonic() - _state.checked_at
-    return _state.version is not None and age < CHECK_INTERVAL + STALE_GRACE_S
+    return is_fresh(grace=STALE_GRACE_S)
 
 
 def refreshed() -> dict[int, AccountPolicy]:
