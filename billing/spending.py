@@ -448,10 +448,14 @@ def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, in
 
 
 async def asettle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, int]:
-    """``settle_generation`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
+    """``settle_generation`` from the event loop, PostgreSQL only (``statements_on_loop``).
+    Once called it runs to its end: a cancellation of the caller (a client gone) is raised only
+    after the settlement is written, so no request is left with its hold and no record."""
     gen = _generation_row(hold, outcome)
     charge = max(0, outcome.cost_micros)
-    cost, balance = await fetch_one_on_loop(_SETTLE_CALL, _settle_args(hold, gen, charge))
+    cost, balance = await fetch_one_on_loop(
+        _SETTLE_CALL, _settle_args(hold, gen, charge), finish_if_cancelled=True
+    )
     return cost, balance
 
 

@@ -194,14 +194,16 @@ def _settlement(
 
 
 async def _settle(call: Call, settlement: Settlement) -> int | None:
-    """Settle and return the balance after it. Shielded: a client that goes away while we
-    write must not leave the hold and the record half-done."""
-    if statements_on_loop():
-        settling = asettle_generation(hold=call.hold, outcome=settlement)
-    else:
-        settling = run_db(settle_generation, hold=call.hold, outcome=settlement)
+    """Settle and return the balance after it. A client that goes away while we write must not
+    leave the hold and the record half-done: on the event loop the settlement's statement is
+    seen through before a cancellation is raised (``asettle_generation``); in a database thread
+    it runs to its end anyway, and the shield keeps the wait for it from being cancelled."""
     try:
-        _, balance = await asyncio.shield(settling)
+        if statements_on_loop():
+            _, balance = await asettle_generation(hold=call.hold, outcome=settlement)
+        else:
+            settling = run_db(settle_generation, hold=call.hold, outcome=settlement)
+            _, balance = await asyncio.shield(settling)
         return balance
     except DatabaseUnavailable:
         # The hold stays in place and the orphan reaper releases it; nothing is charged.

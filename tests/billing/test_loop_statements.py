@@ -135,3 +135,112 @@ def test_statements_beyond_the_connection_limit_wait_their_turn(settings):
     pids = {row[0] for i, row in enumerate(done) if i != 5}
     assert len(pids) <= 2
     assert after == (1,) and in_use == 0 and idle <= 2
+
+
+def _counter() -> str:
+    with connection.cursor() as cur:
+        cur.execute("DROP SEQUENCE IF EXISTS test_statements_run")
+        cur.execute("CREATE SEQUENCE test_statements_run")
+    return "SELECT pg_backend_pid(), pg_sleep(%s)::text, nextval('test_statements_run')"
+
+
+def _statements_run() -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT last_value, is_called FROM test_statements_run")
+        value, called = cur.fetchone()
+    return value if called else 0
+
+
+def test_a_statement_asked_to_finish_is_seen_through_before_the_cancellation(settings):
+    """``finish_if_cancelled``: a cancellation while connecting, while queued for a connection
+    or while the answer is owed does not stop the statement; the caller gets the
+    CancelledError once it has run, and the connection is kept for the next statement."""
+    settings.LOWROUTER_LOOP_DB_CONNECTIONS = 1
+    sql = _counter()
+
+    async def cancelled_after(delay: float, statement) -> tuple[float, bool]:
+        task = asyncio.create_task(statement)
+        await asyncio.sleep(delay)
+        started = asyncio.get_running_loop().time()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return asyncio.get_running_loop().time() - started, task.cancelled()
+
+    async def steps():
+        pool = lambda: asyncdb._loops[asyncio.get_running_loop()]  # noqa: E731
+        # Cancelled while the loop's first connection is being opened.
+        await cancelled_after(0, asyncdb.fetch_one_on_loop(sql, [0], finish_if_cancelled=True))
+        (pid,) = {c.pgconn.backend_pid for c in pool().idle}
+        # Cancelled while the answer is owed: raised only once the statement has run.
+        waited, _ = await cancelled_after(
+            0.05, asyncdb.fetch_one_on_loop(sql, [0.3], finish_if_cancelled=True)
+        )
+        # Cancelled while queued behind another statement for the only connection.
+        busy = asyncio.create_task(asyncdb.fetch_one_on_loop(sql, [0.2]))
+        await asyncio.sleep(0.02)
+        _, was_cancelled = await cancelled_after(
+            0.02, asyncdb.fetch_one_on_loop(sql, [0], finish_if_cancelled=True)
+        )
+        await busy
+        return pid, waited, was_cancelled, [c.pgconn.backend_pid for c in pool().idle]
+
+    pid, waited, was_cancelled, idle = on_loop(steps)
+    assert _statements_run() == 4
+    assert waited >= 0.2 and was_cancelled
+    assert idle == [pid]  # the same connection served all four
+
+
+def test_a_statement_not_asked_to_finish_is_abandoned_with_its_connection():
+    sql = _counter()
+
+    async def steps():
+        await asyncdb.fetch_one_on_loop(sql, [0])
+        task = asyncio.create_task(asyncdb.fetch_one_on_loop("SELECT pg_sleep(5)", []))
+        await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return asyncio.get_running_loop().time() - started, asyncdb._loops[
+            asyncio.get_running_loop()
+        ].idle
+
+    waited, idle = on_loop(steps)
+    assert waited < 1 and idle == []
+
+
+def test_a_settlement_whose_caller_is_cancelled_is_still_written():
+    """A client that leaves while its request is being settled: the hold is released and the
+    generation recorded and charged all the same."""
+    from billing.models import Generation, Hold, LedgerEntry
+    from billing.spending import Settlement, areserve_credits, asettle_generation
+
+    f = make_funded()
+
+    async def steps():
+        hold = await areserve_credits(
+            account_id=f.user.pk,
+            key_id=f.key.pk,
+            key_name=f.key.name,
+            daily_limit=None,
+            monthly_limit=None,
+            amount_micros=5_000,
+        )
+        outcome = Settlement(
+            generation_id="gen_cancelled_client",
+            requested_model="demo/echo-small",
+            status="ok",
+            created_at=timezone.now(),
+            cost_micros=1_234,
+        )
+        task = asyncio.create_task(asettle_generation(hold=hold, outcome=outcome))
+        await asyncio.sleep(0)  # the statement is sent; its answer is owed
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    on_loop(steps)
+    assert not Hold.objects.exists()
+    assert Generation.objects.get(id="gen_cancelled_client").cost_micros == 1_234
+    assert LedgerEntry.objects.get(generation_id="gen_cancelled_client").amount_micros == -1_234
