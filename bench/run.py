@@ -56,6 +56,7 @@ EMAIL = "bench@lowrouter.local"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
 PG_BENCH = "postgres://postgres@127.0.0.1:5432/lowrouter_bench"
 REDIS_BENCH = "redis://127.0.0.1:6379/13"
+DATABASE_PROCESSES = {"postgres": "postgresql", "redis-server": "redis"}
 
 TARGETS = {
     "gateway_max_cpu_ms_per_request": 1.8,
@@ -238,8 +239,46 @@ class Target:
     pid: int | None = None  # the process tree whose CPU and memory are measured
 
 
-def measure(target: Target, *, concurrency: int, stream: bool, duration: float) -> dict:
+def cpu_by_group(target: Target, upstream_pid: int | None) -> dict[str, float]:
+    """CPU seconds used so far by each process group sharing the machine during a scenario."""
+    own = psutil.Process().cpu_times()
+    groups = {"load_generator": own.user + own.system}
+    if upstream_pid:
+        groups["upstream"] = cpu_seconds(upstream_pid)
+    if target.pid and target.pid != upstream_pid:
+        groups["target"] = cpu_seconds(target.pid)
+    groups["postgresql"] = groups["redis"] = 0.0
+    for p in psutil.process_iter(["name"]):
+        group = DATABASE_PROCESSES.get(p.info["name"])
+        if group:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = p.cpu_times()
+                groups[group] += t.user + t.system
+    t = psutil.cpu_times()
+    groups["machine_idle"] = t.idle + getattr(t, "iowait", 0.0)
+    groups["machine_all"] = sum(t)
+    return groups
+
+
+def machine_share(before: dict[str, float], after: dict[str, float], wall: float) -> dict:
+    """Cores used by each group over ``wall`` seconds, and the machine's busy percentage: the
+    evidence for how much of a latency figure is queueing for a core."""
+    out = {
+        f"cores_{name}": (after[name] - before[name]) / wall
+        for name in before
+        if not name.startswith("machine_")
+    }
+    all_ = after["machine_all"] - before["machine_all"]
+    idle = after["machine_idle"] - before["machine_idle"]
+    out["machine_busy_pct"] = 100 * (1 - idle / all_) if all_ > 0 else float("nan")
+    return out
+
+
+def measure(
+    target: Target, *, concurrency: int, stream: bool, duration: float, upstream_pid: int | None
+) -> dict:
     cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
+    groups_before = cpu_by_group(target, upstream_pid)
     sampler = RssSampler(target.pid) if target.pid else contextlib.nullcontext()
     with sampler:
         result = asyncio.run(
@@ -252,7 +291,9 @@ def measure(target: Target, *, concurrency: int, stream: bool, duration: float) 
                 token=target.token,
             )
         )
+    groups_after = cpu_by_group(target, upstream_pid)
     out = loadgen.summarise(result, stream)
+    out.update(machine_share(groups_before, groups_after, result.wall))
     if target.pid:
         cpu = cpu_seconds(target.pid) - cpu_before
         out["cpu_ms_per_request"] = cpu * 1000 / max(1, len(result.samples))
@@ -298,13 +339,20 @@ def median_of(rounds: list[dict]) -> dict:
 
 
 def run_matrix(targets: list[Target], rounds: int, duration: float) -> dict:
+    """Every scenario against every target (the first is the upstream called directly)."""
     raw: dict[str, list[dict]] = {}
     for r in range(rounds):
         for stream in (False, True):
             for c in (1, 16, 64):
                 for target in targets:
                     key = f"{target.name}|{'stream' if stream else 'json'}|{c}"
-                    figures = measure(target, concurrency=c, stream=stream, duration=duration)
+                    figures = measure(
+                        target,
+                        concurrency=c,
+                        stream=stream,
+                        duration=duration,
+                        upstream_pid=targets[0].pid,
+                    )
                     raw.setdefault(key, []).append(figures)
                     print(
                         f"round {r + 1}/{rounds} {key:32s} "
@@ -693,7 +741,35 @@ def render_markdown(report: dict) -> str:
                 ]
                 lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    lines += ["## Chunk cadence (gateway, at the client)", ""]
+    lines += [
+        "## Where the machine's cores went (c=64)",
+        "",
+        "Cores used during each c=64 scenario by each process group on the machine, and how busy "
+        f"its {CORES} cores were. When they are all busy, every hand-off (client to proxy, proxy "
+        "to database, proxy to upstream, back to the client) also waits for a core.",
+        "",
+        "| target | mode | req/s | machine busy | load generator | upstream | proxy "
+        "| PostgreSQL | Redis | PostgreSQL ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in ("json", "stream"):
+        for name in ("direct", "passthrough", "gateway"):
+            f = report["results"][f"{name}|{mode}|64"]
+            pg = f.get("cores_postgresql")
+            per_request = 1000 * pg / f["throughput_rps"] if pg and f["throughput_rps"] else None
+            row = [
+                name,
+                mode,
+                _f(f["throughput_rps"]),
+                _f(f.get("machine_busy_pct"), 0) + "%",
+                *(
+                    _f(f.get(f"cores_{group}"), 2)
+                    for group in ("load_generator", "upstream", "target", "postgresql", "redis")
+                ),
+                _f(per_request, 2),
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Chunk cadence (gateway, at the client)", ""]
     lines.append("| c | upstream interval ms | gap p5 | gap p50 | gap p95 | bursts |")
     lines.append("|---:|---:|---:|---:|---:|---:|")
     for c in (1, 16, 64):
