@@ -649,7 +649,10 @@ def main() -> None:
             ),
             "rounds": args.rounds,
             "seconds_per_scenario": args.duration,
-            "load_generator": "bench/loadgen.py, closed loop, aiohttp on uvloop, same machine",
+            "load_generator": (
+                "bench/loadgen.py, closed loop, one HTTP/1.1 connection per client parsed with "
+                "httptools, uvloop, same machine"
+            ),
         },
         "targets": TARGETS,
         "results": results,
