@@ -285,7 +285,12 @@ def machine_share(before: dict[str, float], after: dict[str, float], wall: float
 
 
 def measure(
-    target: Target, *, concurrency: int, stream: bool, duration: float, upstream_pid: int | None
+    target: Target,
+    *,
+    concurrency: int,
+    stream: bool,
+    duration: float,
+    upstream_pid: int | None = None,
 ) -> dict:
     cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
     groups_before = cpu_by_group(target, upstream_pid)
