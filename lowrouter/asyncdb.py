@@ -321,16 +321,20 @@ async def _connect() -> _LoopConnection:
     return _LoopConnection(conn)
 
 
-async def _through(step: Callable[[], Awaitable[T]], held: list | None) -> T:
-    """Await ``step()``. Given ``held``, a cancellation meanwhile is kept there and ``step()``
-    awaited again, which each step below allows: a place in the queue is asked for anew, an
-    answer still owed is read where the first wait stopped, a connection is opened anew."""
+def _through(step: Callable[[], Awaitable[T]], held: list | None) -> Awaitable[T]:
+    """``step()``, or, given ``held``, ``step()`` awaited to its end with any cancellation
+    meanwhile kept in ``held`` (see ``_held_through``)."""
+    return step() if held is None else _held_through(step, held)
+
+
+async def _held_through(step: Callable[[], Awaitable[T]], held: list) -> T:
+    """Await ``step()``; a cancellation meanwhile is kept in ``held`` and ``step()`` awaited
+    again, which each step here allows: a place in the queue is asked for anew, an answer still
+    owed is read where the first wait stopped, a connection is opened anew."""
     while True:
         try:
             return await step()
         except asyncio.CancelledError as exc:
-            if held is None:
-                raise
             held.append(exc)
 
 

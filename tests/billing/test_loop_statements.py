@@ -83,19 +83,12 @@ def test_reserve_and_settle_skip_the_flush_wait_without_leaking_it():
     """Both spending functions commit without waiting for the WAL flush (migrations billing
     0005 and 0008), each for its own transaction only: the connection's next statement, which
     may be anything, runs with the server's setting."""
-    from billing.spending import Settlement, areserve_credits, asettle_generation
+    from billing.spending import Settlement, asettle_generation
 
     f = make_funded()
 
     async def steps():
-        hold = await areserve_credits(
-            account_id=f.user.pk,
-            key_id=f.key.pk,
-            key_name=f.key.name,
-            daily_limit=None,
-            monthly_limit=None,
-            amount_micros=1_000,
-        )
+        hold = await _reserve(f, 1_000)
         pool = asyncdb._loops[asyncio.get_running_loop()]
         assert len(pool.idle) == 1  # every statement here goes to the same connection
         after_reserve = await asyncdb.fetch_one_on_loop(_COMMIT_SETTING, [])
@@ -115,6 +108,20 @@ def test_reserve_and_settle_skip_the_flush_wait_without_leaking_it():
 
 
 _COMMIT_SETTING = "SELECT current_setting('synchronous_commit')"
+
+
+async def _reserve(f, amount_micros: int):
+    """A hold on the funded account's key, with no key limits, from the event loop."""
+    from billing.spending import areserve_credits
+
+    return await areserve_credits(
+        account_id=f.user.pk,
+        key_id=f.key.pk,
+        key_name=f.key.name,
+        daily_limit=None,
+        monthly_limit=None,
+        amount_micros=amount_micros,
+    )
 
 
 def test_statements_beyond_the_connection_limit_wait_their_turn(settings):
@@ -214,19 +221,12 @@ def test_a_settlement_whose_caller_is_cancelled_is_still_written():
     """A client that leaves while its request is being settled: the hold is released and the
     generation recorded and charged all the same."""
     from billing.models import Generation, Hold, LedgerEntry
-    from billing.spending import Settlement, areserve_credits, asettle_generation
+    from billing.spending import Settlement, asettle_generation
 
     f = make_funded()
 
     async def steps():
-        hold = await areserve_credits(
-            account_id=f.user.pk,
-            key_id=f.key.pk,
-            key_name=f.key.name,
-            daily_limit=None,
-            monthly_limit=None,
-            amount_micros=5_000,
-        )
+        hold = await _reserve(f, 5_000)
         outcome = Settlement(
             generation_id="gen_cancelled_client",
             requested_model="demo/echo-small",
