@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from keys.actions import revoke_key, update_key
-from tests.conftest import ON_POSTGRES, ON_REDIS, free_port
-from tests.routing.test_failover_shared_health import _start_server, _wait_ready
+from tests.conftest import ON_POSTGRES, ON_REDIS
+from tests.routing.test_failover_shared_health import start_shared_gateways
 
 pytestmark = pytest.mark.skipif(
     not (ON_POSTGRES and ON_REDIS), reason="needs DATABASE_URL (PostgreSQL) and REDIS_URL"
@@ -17,17 +17,12 @@ BODY = {"model": "demo/echo-small", "messages": [{"role": "user", "content": "hi
 
 @pytest.fixture
 def two_gateways(catalogue, funded):
-    ports = [free_port(), free_port()]
-    procs = [_start_server(p) for p in ports]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    gateways = start_shared_gateways()
     try:
-        for proc, url in zip(procs, urls, strict=True):
-            _wait_ready(proc, url)
-        yield [u + "/api/v1" for u in urls]
+        yield [g.wait_ready().api for g in gateways]
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
+        for g in gateways:
+            g.stop()
 
 
 def _post(api: str, token: str) -> httpx.Response:

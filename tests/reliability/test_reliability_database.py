@@ -1,6 +1,8 @@
 """PostgreSQL dropping the gateway's connections under load: requests fail cleanly (503
 database_unavailable) or succeed, and the books are exact afterwards. The shared cluster is never
-restarted; the gateway's own backends are terminated with pg_terminate_backend instead."""
+restarted: the gateway's own backends are terminated with pg_terminate_backend, as a restart
+ends them. A real stop and start, on a cluster of the test's own, is in
+test_reliability_pg_restart.py."""
 
 import asyncio
 

@@ -2,63 +2,18 @@
 against small balances and small key limits. Afterwards the books are exact in every account."""
 
 import asyncio
-import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
-from django.db import connection
 
 from billing.ledger import ledger_sum
 from billing.models import Generation, Hold, KeySpend, Wallet
 from billing.money import credits_to_micros
-from tests.conftest import free_port, make_funded, needs_postgres, needs_redis
-from tests.reliability.conftest import wait_until
+from tests.conftest import make_funded, needs_postgres, needs_redis
+from tests.processes import start_gateway_process, test_database_url
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [needs_postgres, needs_redis, pytest.mark.timeout(240)]
-
-
-def _start_gateway(db_name: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    s = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{db_name}",
-        "LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "lowrouter.asgi:application",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(url: str, proc: subprocess.Popen) -> None:
-    def up() -> bool:
-        assert proc.poll() is None, "gateway process exited"
-        try:
-            return httpx.get(url + "/api/v1/models", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, timeout=60)
 
 
 async def _fire(urls: list[str], tokens: list[str], total: int, concurrency: int) -> list[int]:
@@ -95,18 +50,13 @@ def test_two_processes_never_overspend_and_keep_exact_books(catalogue, upstream)
         for i in range(3)
     ]
     everyone = poor + limited
-    db_name = connection.settings_dict["NAME"]
-    procs = [_start_gateway(db_name) for _ in range(2)]
+    gateways = [start_gateway_process(test_database_url()) for _ in range(2)]
     try:
-        for proc, url in procs:
-            _wait_ready(url, proc)
-        statuses = asyncio.run(
-            _fire([u for _, u in procs], [f.token for f in everyone], total=240, concurrency=32)
-        )
+        urls = [g.wait_ready().url for g in gateways]
+        statuses = asyncio.run(_fire(urls, [f.token for f in everyone], total=240, concurrency=32))
     finally:
-        for proc, _ in procs:
-            proc.terminate()
-            proc.wait(10)
+        for g in gateways:
+            g.stop()
     assert 500 not in statuses
     assert set(statuses) <= {200, 402, 429}
     assert statuses.count(200) > 0 and (statuses.count(402) + statuses.count(429)) > 0

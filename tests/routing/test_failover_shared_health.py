@@ -1,88 +1,38 @@
 """Slot health is shared by every web process: a failure seen by one server is skipped by
 another. Two real uvicorn processes on the test database and the same Redis."""
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from django.db import connection
 
-from tests.conftest import ON_POSTGRES, ON_REDIS, free_port
+from tests.conftest import ON_POSTGRES, ON_REDIS
+from tests.processes import GatewayProcess, start_gateway_process, test_database_url
 from tests.routing.conftest import FLEET_MODEL
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(
     not (ON_POSTGRES and ON_REDIS), reason="needs DATABASE_URL (PostgreSQL) and REDIS_URL"
 )
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-def _start_server(port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "LOWROUTER_ROUTING_HEALTH_REFRESH_S": "0",
-        "CONN_MAX_AGE": "0",
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "lowrouter.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--lifespan",
-            "off",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _wait_ready(proc: subprocess.Popen, url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode())
-        try:
-            httpx.get(url + "/api/v1/providers", timeout=2)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
+def start_shared_gateways(count: int = 2) -> list[GatewayProcess]:
+    """Gateway processes on the test database and Redis, health read without delay."""
+    return [
+        start_gateway_process(
+            test_database_url(), LOWROUTER_ROUTING_HEALTH_REFRESH_S="0", CONN_MAX_AGE="0"
+        )
+        for _ in range(count)
+    ]
 
 
 @pytest.fixture
 def two_servers(fleet) -> Iterator[list[str]]:
-    ports = [free_port(), free_port()]
-    procs = [_start_server(p) for p in ports]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    gateways = start_shared_gateways()
     try:
-        for proc, url in zip(procs, urls, strict=True):
-            _wait_ready(proc, url)
-        yield [u + "/api/v1" for u in urls]
+        yield [g.wait_ready().api for g in gateways]
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
+        for g in gateways:
+            g.stop()
 
 
 def test_a_failure_seen_by_one_process_is_skipped_by_another(fleet, two_servers):
