@@ -23,13 +23,20 @@ from billing.models import (
     Invoice,
     LedgerEntry,
     LedgerKind,
+    Refund,
     StripeEvent,
     TopUp,
     VatRate,
     Wallet,
 )
 from billing.money import credits_to_micros
-from billing.refunds import RefundError, adjust_balance, get_refundable_cents, refund_topup
+from billing.refunds import (
+    RefundError,
+    RefundPending,
+    adjust_balance,
+    get_refundable_cents,
+    refund_topup,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -69,6 +76,9 @@ class TopUpAdmin(ReadOnlyAdmin):
                     actor=request.user,
                     reason=form.cleaned_data["reason"],
                 )
+            except RefundPending as exc:
+                messages.warning(request, str(exc))
+                return redirect(reverse("admin:billing_topup_change", args=[topup.pk]))
             except RefundError as exc:
                 messages.error(request, str(exc))
             else:
@@ -137,6 +147,21 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "account", "kind", "amount_micros", "reference", "actor"]
     list_filter = ["kind"]
     search_fields = ["account__email", "reference"]
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "topup",
+        "status",
+        "credits_cents",
+        "gross_cents",
+        "stripe_refund_id",
+        "actor",
+    ]
+    list_filter = ["status"]
+    search_fields = ["topup__account__email", "stripe_refund_id"]
 
 
 @admin.register(Invoice)

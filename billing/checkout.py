@@ -48,7 +48,9 @@ def get_stripe_client() -> stripe.StripeClient:
     if not settings.STRIPE_SECRET_KEY:
         raise TopUpError("Top-ups are not configured on this server.")
     return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+        settings.STRIPE_SECRET_KEY,
+        base_addresses={"api": settings.STRIPE_API_BASE},
+        max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
     )
 
 

@@ -367,6 +367,15 @@ class Invoice(models.Model):
         return self.vat_treatment == VatTreatment.REVERSE_CHARGE
 
 
+class RefundStatus(models.TextChoices):
+    # Credits taken out and Stripe asked, no answer yet (or no clear one): sent again with the
+    # same idempotency key until Stripe answers (``billing.refunds.retry_pending_refunds``).
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    # Stripe refused it: the credits were put back by a second ledger entry.
+    FAILED = "failed"
+
+
 class Refund(models.Model):
     """Money sent back for a top-up, and the credits taken out of the wallet for it."""
 
@@ -381,10 +390,11 @@ class Refund(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reason = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=10, choices=RefundStatus, default=RefundStatus.SUCCEEDED)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
-        return f"refund {self.gross_cents} on top-up {self.topup_id}"
+        return f"refund {self.gross_cents} on top-up {self.topup_id} ({self.status})"
 
 
 class CampaignEligibility(models.TextChoices):

@@ -5,12 +5,18 @@ spent first, paid credit last. So the paid credit still unspent is the smaller o
 paid in (top-ups minus refunds) and the spendable balance, and only that can be refunded:
 promotional credit is never turned into money.
 
+An operator's refund takes the credits out of the wallet first and then asks Stripe, with
+no row locked while Stripe answers. If Stripe refuses, the credits are put back by a second
+ledger entry; if it gives no clear answer (no reply, or its own 5xx), the refund stays pending
+and is sent again with the same idempotency key, so it is made at most once.
+
 A top-up can be refunded within LOWROUTER_REFUND_WINDOW_DAYS (14, the EU cooling-off period)
 of its payment. A full refund of a whole top-up returns everything paid (fee and VAT
 included); a partial refund returns the credits refunded plus their VAT, and the flat fee is
 kept.
 """
 
+import logging
 from datetime import timedelta
 
 import stripe
@@ -23,13 +29,33 @@ from accounts.audit import record_audit
 from accounts.models import User
 from billing.checkout import get_stripe_client
 from billing.ledger import get_wallet, post_entry
-from billing.models import LedgerEntry, LedgerKind, Refund, TopUp, TopUpStatus, Wallet
+from billing.models import (
+    LedgerEntry,
+    LedgerKind,
+    Refund,
+    RefundStatus,
+    TopUp,
+    TopUpStatus,
+    Wallet,
+)
 from billing.money import MICROS_PER_CREDIT
 from billing.vat import compute_vat_cents
 
+log = logging.getLogger(__name__)
+
 
 class RefundError(Exception):
-    """A refund the rules do not allow; the message says which rule."""
+    """A refund the rules (or Stripe) do not allow; the message says which rule."""
+
+
+class RefundPending(RefundError):
+    """Stripe gave no clear answer; the refund stays pending and is sent again."""
+
+
+# A refund Stripe did not answer is sent again after this long, and only within the lifetime
+# of its idempotency key (Stripe keeps keys for 24 hours).
+PENDING_RETRY_AFTER = timedelta(minutes=5)
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=23)
 
 
 def get_unspent_paid_micros(account_id: int) -> int:
@@ -59,11 +85,23 @@ def compute_refund_gross_cents(topup: TopUp, credits_cents: int) -> int:
     return credits_cents + compute_vat_cents(credits_cents, topup.vat_rate)
 
 
-@transaction.atomic
 def refund_topup(*, topup: TopUp, credits_cents: int, actor: User, reason: str) -> Refund:
     """Refund ``credits_cents`` credits of a paid top-up through Stripe and take them out of
-    the wallet. The top-up and wallet rows stay locked until commit, so two operators (or a
-    refund and the charge.refunded webhook) cannot both count the same unspent credit."""
+    the wallet. Raises RefundError when the rules or Stripe refuse it (nothing is taken out,
+    or it is put back), RefundPending when Stripe gave no clear answer.
+
+    Three steps, so no row is locked while Stripe is asked (a slow Stripe must not stall the
+    account's requests, which settle against the same wallet row): claim the refund (the
+    credits leave the balance and the top-up counts them, so neither a request nor a second
+    refund can use them), ask Stripe, then record its answer."""
+    refund = _claim_refund(topup, credits_cents, actor, reason)
+    return send_refund(refund)
+
+
+@transaction.atomic
+def _claim_refund(topup: TopUp, credits_cents: int, actor: User, reason: str) -> Refund:
+    # The top-up and wallet rows stay locked until commit, so two operators (or a refund and
+    # the charge.refunded webhook) cannot both count the same unspent credit.
     topup = TopUp.objects.select_for_update().get(pk=topup.pk)
     Wallet.objects.select_for_update().filter(account_id=topup.account_id).first()
     if credits_cents <= 0:
@@ -85,44 +123,124 @@ def refund_topup(*, topup: TopUp, credits_cents: int, actor: User, reason: str) 
         reason=reason,
         actor=actor,
     )
-    try:
-        # The key names the refund by how much was refunded before it, so a retry after a
-        # crash between Stripe and our commit cannot refund twice.
-        stripe_refund = get_stripe_client().v1.refunds.create(
-            params={
-                "payment_intent": topup.stripe_payment_intent_id,
-                "amount": gross_cents,
-                "metadata": {"topup_id": str(topup.pk)},
-            },
-            options={"idempotency_key": f"refund-{topup.pk}-{topup.refunded_gross_cents}"},
-        )
-    except stripe.StripeError as exc:
-        raise RefundError(f"Stripe refused the refund: {exc.user_message or exc}") from exc
     refund = Refund.objects.create(
         topup=topup,
         credits_cents=credits_cents,
         gross_cents=gross_cents,
-        stripe_refund_id=stripe_refund.id,
         ledger_entry=entry,
         actor=actor,
         reason=reason,
+        status=RefundStatus.PENDING,
     )
-    _add_refunded(topup, credits_cents, gross_cents)
-    record_audit(
-        actor=actor,
-        account=topup.account_id,
-        action="topup.refund",
-        target=f"topup:{topup.pk}",
-        changes={"credits": credits_cents, "gross_cents": gross_cents, "reason": reason},
-    )
+    _count_refunded(topup, credits_cents, gross_cents)
     return refund
 
 
-def _add_refunded(topup: TopUp, credits_cents: int, gross_cents: int) -> None:
+def send_refund(refund: Refund) -> Refund:
+    """Ask Stripe for a claimed (pending) refund and record the answer. Safe to repeat: the
+    idempotency key is the refund's own id, so Stripe makes it at most once."""
+    topup = refund.topup
+    try:
+        stripe_refund = get_stripe_client().v1.refunds.create(
+            params={
+                "payment_intent": topup.stripe_payment_intent_id,
+                "amount": refund.gross_cents,
+                "metadata": {"topup_id": str(topup.pk), "refund_id": str(refund.pk)},
+            },
+            options={"idempotency_key": f"refund-{refund.pk}"},
+        )
+    except (stripe.APIConnectionError, stripe.APIError) as exc:
+        # No answer, or Stripe's own failure after its retries: the refund may have been made.
+        log.warning("refund %s: no clear answer from Stripe (%s); stays pending", refund.pk, exc)
+        raise RefundPending(
+            "Stripe did not confirm the refund. The credits are taken out and the refund is "
+            "pending: it is sent again (and made at most once) until Stripe answers."
+        ) from exc
+    except stripe.StripeError as exc:
+        _undo_refund(refund, str(exc.user_message or exc))
+        raise RefundError(f"Stripe refused the refund: {exc.user_message or exc}") from exc
+    return _confirm_refund(refund, stripe_refund.id)
+
+
+@transaction.atomic
+def _confirm_refund(refund: Refund, stripe_refund_id: str) -> Refund:
+    refund = Refund.objects.select_for_update().get(pk=refund.pk)
+    if refund.status == RefundStatus.PENDING:
+        refund.status = RefundStatus.SUCCEEDED
+        refund.stripe_refund_id = stripe_refund_id
+        refund.save(update_fields=["status", "stripe_refund_id"])
+        record_audit(
+            actor=refund.actor,
+            account=refund.topup.account_id,
+            action="topup.refund",
+            target=f"topup:{refund.topup_id}",
+            changes={
+                "credits": refund.credits_cents,
+                "gross_cents": refund.gross_cents,
+                "reason": refund.reason,
+            },
+        )
+    return refund
+
+
+@transaction.atomic
+def _undo_refund(refund: Refund, why: str) -> None:
+    """Stripe refused: put the credits back with a second entry (the ledger is append-only)
+    and stop counting them as refunded."""
+    refund = Refund.objects.select_for_update().get(pk=refund.pk)
+    if refund.status != RefundStatus.PENDING:
+        return
+    topup = TopUp.objects.select_for_update().get(pk=refund.topup_id)
+    post_entry(
+        account=topup.account_id,
+        kind=LedgerKind.REFUND,
+        amount_micros=refund.credits_cents * MICROS_PER_CREDIT,
+        reference=f"refund:{refund.pk}",
+        reason="Refund refused by Stripe; credits put back",
+        actor=refund.actor,
+    )
+    _count_refunded(topup, -refund.credits_cents, -refund.gross_cents)
+    refund.status = RefundStatus.FAILED
+    refund.save(update_fields=["status"])
+    record_audit(
+        actor=refund.actor,
+        account=topup.account_id,
+        action="topup.refund.failed",
+        target=f"topup:{topup.pk}",
+        changes={"credits": refund.credits_cents, "gross_cents": refund.gross_cents, "why": why},
+    )
+
+
+def retry_pending_refunds(*, older_than: timedelta = PENDING_RETRY_AFTER) -> int:
+    """Send again the refunds Stripe gave no clear answer to; returns how many it settled.
+    Stripe keeps an idempotency key for 24 hours: past that a resend could refund twice, so
+    an older pending refund is left to an operator (checked in the Stripe Dashboard)."""
+    now = timezone.now()
+    settled = 0
+    pending = Refund.objects.filter(status=RefundStatus.PENDING, created_at__lt=now - older_than)
+    for refund in pending.select_related("topup", "actor").order_by("pk"):
+        if refund.created_at < now - IDEMPOTENCY_KEY_LIFETIME:
+            log.error("refund %s pending for over a day: check it in Stripe", refund.pk)
+            continue
+        try:
+            send_refund(refund)
+        except RefundPending:
+            continue
+        except RefundError:
+            pass  # refused: the credits are back
+        settled += 1
+    return settled
+
+
+def _count_refunded(topup: TopUp, credits_cents: int, gross_cents: int) -> None:
+    """Move what the top-up counts as refunded (negative to undo); it is ``refunded`` once
+    every credit is."""
     topup.refunded_credits_cents += credits_cents
     topup.refunded_gross_cents += gross_cents
     if topup.refunded_credits_cents >= topup.credits_cents:
         topup.status = TopUpStatus.REFUNDED
+    elif topup.status == TopUpStatus.REFUNDED:
+        topup.status = TopUpStatus.PAID
     topup.save(update_fields=["refunded_credits_cents", "refunded_gross_cents", "status"])
 
 
@@ -160,7 +278,7 @@ def record_external_refund(*, topup: TopUp, amount_refunded_cents: int) -> bool:
             ledger_entry=entry,
             reason="Refund made in Stripe",
         )
-    _add_refunded(topup, credits_cents, untracked)
+    _count_refunded(topup, credits_cents, untracked)
     record_audit(
         actor=None,
         account=topup.account_id,

@@ -30,3 +30,11 @@ def release_orphaned_holds() -> int:
     from billing.spending import release_orphaned_holds as release
 
     return release()
+
+
+@shared_task(name="billing.retry_pending_refunds")
+def retry_pending_refunds() -> int:
+    """Send again the refunds Stripe gave no clear answer to (same idempotency key)."""
+    from billing.refunds import retry_pending_refunds as retry
+
+    return retry()

@@ -139,6 +139,8 @@ CELERY_BEAT_SCHEDULE = {
     "fx-freshness-check": {"task": "catalog.fx_freshness_check", "schedule": crontab(minute=5)},
     # Holds of processes that died mid-request; requests never live 30 minutes.
     "release-orphaned-holds": {"task": "billing.release_orphaned_holds", "schedule": 300.0},
+    # Refunds Stripe gave no clear answer to, resent within their idempotency key's lifetime.
+    "retry-pending-refunds": {"task": "billing.retry_pending_refunds", "schedule": 300.0},
 }
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -226,6 +228,8 @@ STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 # Stripe's API address; tests point it at a fake Stripe server on 127.0.0.1.
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+# Retries of a Stripe call that got no answer or a 409/5xx (same idempotency key each time).
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # Bounds of one top-up in EUR of credits (net, VAT and fee excluded). Stripe's own minimum
 # charge in EUR is 0.50, so the minimum can never go below it.
 LOWROUTER_TOPUP_MIN_EUR = _decimal(env.str("LOWROUTER_TOPUP_MIN_EUR", default="5"))

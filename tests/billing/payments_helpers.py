@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -28,6 +29,12 @@ class FakeStripe:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # Set to an HTTP status to make the next call fail with a Stripe error body.
     fail_next: int | None = None
+    # How many calls are made but answered with a 500, as when the answer is lost on the way.
+    lose_answers: int = 0
+    # When set, a refund call is answered only once it is set (``refund_arrived`` says when
+    # the call came in): a slow Stripe.
+    release_refunds: threading.Event | None = None
+    refund_arrived: threading.Event = field(default_factory=threading.Event)
     counter: Any = field(default_factory=lambda: itertools.count(1))
     idempotent: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -59,9 +66,12 @@ def make_stripe_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 err = {"type": "invalid_request_error", "message": "Injected failure."}
                 self._send(status, {"error": err})
                 return
+            if self.path == "/v1/refunds" and fake.release_refunds is not None:
+                fake.refund_arrived.set()
+                fake.release_refunds.wait(timeout=30)
             key = self.headers.get("Idempotency-Key", "")
             if key and key in fake.idempotent:
-                self._send(200, fake.idempotent[key])
+                self._answer(200, fake.idempotent[key])
                 return
             n = next(fake.counter)
             if self.path == "/v1/checkout/sessions":
@@ -94,7 +104,15 @@ def make_stripe_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 return
             if key:
                 fake.idempotent[key] = body
-            self._send(200, body)
+            self._answer(200, body)
+
+        def _answer(self, status: int, body: dict[str, Any]) -> None:
+            if fake.lose_answers:
+                fake.lose_answers -= 1
+                err = {"type": "api_error", "message": "Injected lost answer."}
+                self._send(500, {"error": err})
+                return
+            self._send(status, body)
 
     return Handler
 

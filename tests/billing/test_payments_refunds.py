@@ -1,7 +1,10 @@
+import threading
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from payments_helpers import FakeStripe, post_event, session_event
@@ -9,8 +12,15 @@ from payments_helpers import FakeStripe, post_event, session_event
 from accounts.models import AuditEntry, User
 from billing.checkout import start_checkout
 from billing.ledger import get_wallet, ledger_sum, post_entry
-from billing.models import LedgerKind, Refund, TopUp, TopUpStatus
-from billing.refunds import RefundError, adjust_balance, get_refundable_cents, refund_topup
+from billing.models import LedgerEntry, LedgerKind, Refund, RefundStatus, TopUp, TopUpStatus
+from billing.refunds import (
+    RefundError,
+    RefundPending,
+    adjust_balance,
+    get_refundable_cents,
+    refund_topup,
+    retry_pending_refunds,
+)
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000  # micros per credit
@@ -42,13 +52,16 @@ def test_full_refund_returns_everything_paid(
 ) -> None:
     refund = refund_topup(topup=paid, credits_cents=2000, actor=operator, reason="accident")
     assert refund.gross_cents == 2496
+    assert refund.status == RefundStatus.SUCCEEDED and refund.stripe_refund_id.startswith("re_")
     req = fake_stripe.requests[-1]
     assert req["path"] == "/v1/refunds"
     assert req["form"] == {
         "payment_intent": "pi_test_1",
         "amount": "2496",
         "metadata[topup_id]": str(paid.pk),
+        "metadata[refund_id]": str(refund.pk),
     }
+    assert req["headers"]["Idempotency-Key"] == f"refund-{refund.pk}"
     paid.refresh_from_db()
     assert paid.status == TopUpStatus.REFUNDED
     assert get_wallet(paid.account_id).balance_micros == 0 == ledger_sum(paid.account_id)
@@ -90,14 +103,96 @@ def test_refund_after_the_cooling_off_window_is_refused(paid: TopUp, operator: U
         refund_topup(topup=paid, credits_cents=100, actor=operator, reason="late")
 
 
-def test_stripe_refusal_leaves_the_ledger_untouched(
+def _refund_entries(topup: TopUp) -> list[int]:
+    return list(
+        LedgerEntry.objects.filter(account_id=topup.account_id, kind=LedgerKind.REFUND)
+        .order_by("pk")
+        .values_list("amount_micros", flat=True)
+    )
+
+
+def _refunds_made(fake: FakeStripe) -> list[str]:
+    return [body["id"] for body in fake.idempotent.values() if body["object"] == "refund"]
+
+
+def test_stripe_refusal_puts_the_credits_back(
     paid: TopUp, operator: User, fake_stripe: FakeStripe
 ) -> None:
     fake_stripe.fail_next = 400
-    with pytest.raises(RefundError):
+    with pytest.raises(RefundError, match="Stripe refused the refund: Injected failure"):
         refund_topup(topup=paid, credits_cents=100, actor=operator, reason="x")
-    assert get_wallet(paid.account_id).balance_micros == 2000 * M
-    assert not Refund.objects.exists()
+    assert get_wallet(paid.account_id).balance_micros == 2000 * M == ledger_sum(paid.account_id)
+    # Taken out, then put back: the ledger only ever grows.
+    assert _refund_entries(paid) == [-100 * M, 100 * M]
+    assert Refund.objects.get().status == RefundStatus.FAILED
+    paid.refresh_from_db()
+    assert (paid.refunded_credits_cents, paid.refunded_gross_cents) == (0, 0)
+    assert paid.status == TopUpStatus.PAID and get_refundable_cents(paid) == 2000
+    assert AuditEntry.objects.get(action="topup.refund.failed").changes["credits"] == 100
+    assert not AuditEntry.objects.filter(action="topup.refund").exists()
+
+
+def test_a_lost_answer_is_retried_by_the_client_and_refunds_once(
+    paid: TopUp, operator: User, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.lose_answers = 1  # Stripe made it, the 500 came back instead of the refund
+    refund = refund_topup(topup=paid, credits_cents=500, actor=operator, reason="x")
+    assert refund.status == RefundStatus.SUCCEEDED
+    calls = [r for r in fake_stripe.requests if r["path"] == "/v1/refunds"]
+    assert len(calls) == 2
+    assert {c["headers"]["Idempotency-Key"] for c in calls} == {f"refund-{refund.pk}"}
+    assert _refunds_made(fake_stripe) == [refund.stripe_refund_id]
+
+
+def test_no_clear_answer_leaves_the_refund_pending_until_a_resend_confirms_it(
+    paid: TopUp, operator: User, fake_stripe: FakeStripe, settings: Any
+) -> None:
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    fake_stripe.lose_answers = 1
+    with pytest.raises(RefundPending):
+        refund_topup(topup=paid, credits_cents=500, actor=operator, reason="x")
+    refund = Refund.objects.get()
+    assert refund.status == RefundStatus.PENDING and refund.stripe_refund_id is None
+    # The credits stay out while Stripe may have sent the money.
+    assert get_wallet(paid.account_id).balance_micros == 1500 * M == ledger_sum(paid.account_id)
+    assert get_refundable_cents(paid) == 1500
+
+    assert retry_pending_refunds(older_than=timedelta(minutes=5)) == 0  # too recent
+    assert retry_pending_refunds(older_than=timedelta(0)) == 1
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.SUCCEEDED
+    # One refund made at Stripe: the resend carried the same key and got the same refund.
+    assert _refunds_made(fake_stripe) == [refund.stripe_refund_id]
+    assert AuditEntry.objects.filter(action="topup.refund").count() == 1
+    assert retry_pending_refunds(older_than=timedelta(0)) == 0
+    assert _refund_entries(paid) == [-500 * M]
+
+
+def test_a_pending_refund_refused_on_resend_puts_the_credits_back(
+    paid: TopUp, operator: User, fake_stripe: FakeStripe, settings: Any
+) -> None:
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    fake_stripe.fail_next = 503
+    with pytest.raises(RefundPending):
+        refund_topup(topup=paid, credits_cents=500, actor=operator, reason="x")
+    fake_stripe.fail_next = 400
+    assert retry_pending_refunds(older_than=timedelta(0)) == 1
+    assert Refund.objects.get().status == RefundStatus.FAILED
+    assert get_wallet(paid.account_id).balance_micros == 2000 * M == ledger_sum(paid.account_id)
+
+
+def test_a_pending_refund_past_its_key_lifetime_is_left_to_an_operator(
+    paid: TopUp, operator: User, fake_stripe: FakeStripe, settings: Any
+) -> None:
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    fake_stripe.fail_next = 503
+    with pytest.raises(RefundPending):
+        refund_topup(topup=paid, credits_cents=500, actor=operator, reason="x")
+    Refund.objects.update(created_at=timezone.now() - timedelta(hours=23, minutes=1))
+    calls = len(fake_stripe.requests)
+    assert retry_pending_refunds(older_than=timedelta(0)) == 0
+    assert len(fake_stripe.requests) == calls  # not sent again: it could refund twice
+    assert Refund.objects.get().status == RefundStatus.PENDING
 
 
 def test_our_refunds_charge_refunded_event_is_a_no_op(paid: TopUp, operator: User) -> None:
@@ -117,3 +212,29 @@ def test_adjustment_needs_a_reason_and_is_audited(buyer: User, operator: User) -
     entry = adjust_balance(account=buyer, amount_micros=5 * M, reason="goodwill", actor=operator)
     assert entry.kind == LedgerKind.ADJUSTMENT and entry.actor == operator
     assert AuditEntry.objects.get(action="ledger.adjustment").changes["reason"] == "goodwill"
+
+
+def test_a_slow_stripe_does_not_hold_the_accounts_rows(
+    transactional_db: None, paid: TopUp, operator: User, fake_stripe: FakeStripe
+) -> None:
+    """While Stripe takes its time, the account's requests still settle against its wallet."""
+    fake_stripe.release_refunds = threading.Event()
+    done: dict[str, Refund] = {}
+
+    def refund() -> None:
+        try:
+            done["refund"] = refund_topup(topup=paid, credits_cents=500, actor=operator, reason="")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=refund)
+    thread.start()
+    try:
+        assert fake_stripe.refund_arrived.wait(10)
+        post_entry(account=paid.account_id, kind=LedgerKind.USAGE, amount_micros=-1 * M)
+        assert thread.is_alive()  # the debit above did not wait for Stripe's answer
+    finally:
+        fake_stripe.release_refunds.set()
+        thread.join(15)
+    assert done["refund"].status == RefundStatus.SUCCEEDED
+    assert get_wallet(paid.account_id).balance_micros == 1499 * M == ledger_sum(paid.account_id)
