@@ -6,7 +6,8 @@ the whole middleware chain runs, none of which this endpoint needs (no session, 
 user or template). Measured on the target machine that machinery cost more CPU than the
 gateway's own work, so ``POST /api/v1/chat/completions`` is answered here: read the body,
 call ``routing.gateway.chat_completion`` (the same function the Django view calls), and write
-its response. Every other request, including other methods on this path, goes to Django.
+its response. ``POST /api/v1/anthropic/v1/messages`` (``routing.anthropic_inbound``) is served
+the same way. Every other request, including other methods on these paths, goes to Django.
 """
 
 import asyncio
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from routing import gateway
+from routing import anthropic_inbound, gateway
 from routing.errors import ApiError
 from routing.replies import LastChunk, Reply
 from routing.validation import body_too_large
@@ -25,6 +26,8 @@ from routing.validation import body_too_large
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/chat/completions"
+# Served here too: the same request path, spoken in Anthropic's Messages format.
+PATHS = frozenset({PATH, anthropic_inbound.PATH})
 Scope = dict
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -92,11 +95,24 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 async def _answer(scope: Scope, raw: bytes | None, request_id: str) -> Reply:
+    messages = scope["path"] == anthropic_inbound.PATH
+    # Each path answers errors in its own API's shape.
+    render = anthropic_inbound.error_reply if messages else ApiError.reply
     if raw is None:
         limit = settings.LOWROUTER_MAX_BODY_BYTES
-        return body_too_large(limit).reply({"X-Request-ID": request_id})
+        return render(body_too_large(limit), {"X-Request-ID": request_id})
     headers = scope["headers"]
     try:
+        if messages:
+            return await anthropic_inbound.create_message(
+                gateway.chat_completion,
+                authorization=anthropic_inbound.authorization_from(
+                    _header(headers, b"authorization"), _header(headers, b"x-api-key")
+                ),
+                raw_body=raw,
+                request_id=request_id,
+                region_header=_header(headers, b"x-lowrouter-region"),
+            )
         return await gateway.chat_completion(
             authorization=_header(headers, b"authorization"),
             raw_body=raw,
@@ -105,10 +121,13 @@ async def _answer(scope: Scope, raw: bytes | None, request_id: str) -> Reply:
         )
     except Exception as exc:
         # Never a page or a trace; the log names the type only (messages can quote input).
-        log.error("unhandled %s on %s", type(exc).__name__, PATH)
-        return ApiError(
-            500, "internal_error", "The gateway hit an unexpected error; nothing was charged."
-        ).reply({"X-Request-ID": request_id})
+        log.error("unhandled %s on %s", type(exc).__name__, scope["path"])
+        return render(
+            ApiError(
+                500, "internal_error", "The gateway hit an unexpected error; nothing was charged."
+            ),
+            {"X-Request-ID": request_id},
+        )
 
 
 async def _relay_watching(reply: Reply, send: Send, receive: Receive) -> None:
@@ -152,7 +171,7 @@ class ChatEndpoint:
         self.django_app = django_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST"):
+        if not (scope["type"] == "http" and scope["path"] in PATHS and scope["method"] == "POST"):
             await self.django_app(scope, receive, send)
             return
         headers = scope["headers"]

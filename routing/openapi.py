@@ -2,7 +2,9 @@
 
 Written by hand from what the views accept and answer (the fuzz suite in tests/reliability runs
 schemathesis against it, so a drift between this and the views shows up there). Every error
-answer shares one documented shape: ``{"error": {"type", "code", "message", "param"}}``.
+answer shares one documented shape: ``{"error": {"type", "code", "message", "param"}}``, except
+on the Anthropic Messages path, which answers in Messages' own:
+``{"type": "error", "error": {"type", "code", "message"}}``.
 """
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -10,9 +12,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from routing.errors import ApiError
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_MESSAGES_ERROR = {"$ref": "#/components/schemas/MessagesError"}
 
 
-def _errors(*statuses: int) -> dict:
+def _errors(*statuses: int, shape: dict = _ERROR) -> dict:
     descriptions = {
         400: "Invalid request",
         401: "Missing, malformed, revoked, disabled or expired API key",
@@ -29,7 +32,7 @@ def _errors(*statuses: int) -> dict:
     return {
         str(s): {
             "description": descriptions[s],
-            "content": {"application/json": {"schema": _ERROR}},
+            "content": {"application/json": {"schema": shape}},
         }
         for s in statuses
     }
@@ -113,6 +116,55 @@ _CHAT_RESPONSE = {
     },
 }
 
+_MESSAGES_REQUEST = {
+    "type": "object",
+    "required": ["model", "max_tokens", "messages"],
+    "properties": {
+        "model": {"type": "string", "description": "A LowRouter model id"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {
+                    "role": {"type": "string", "enum": ["user", "assistant"]},
+                    "content": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"type": "object"}},
+                        ]
+                    },
+                },
+            },
+        },
+        "system": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "stop_sequences": {"type": "array", "items": {"type": "string"}},
+        "stream": {"type": "boolean"},
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "tools": {"type": "array", "items": {"type": "object"}},
+        "tool_choice": {"type": "object"},
+        "metadata": {"type": "object"},
+    },
+}
+
+_MESSAGE_RESPONSE = {
+    "type": "object",
+    "required": ["id", "type", "role", "content", "model", "stop_reason", "usage"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string"},
+        "role": {"type": "string"},
+        "content": {"type": "array", "items": {"type": "object"}},
+        "model": {"type": "string"},
+        "stop_reason": {"type": "string", "nullable": True},
+        "usage": {"type": "object"},
+        "lowrouter": _LOWROUTER_BLOCK,
+    },
+}
+
 _MODEL = {
     "type": "object",
     "required": ["id", "object"],
@@ -120,6 +172,7 @@ _MODEL = {
 }
 
 _BEARER = [{"bearer": []}]
+_KEY_OR_BEARER = [{"anthropicKey": []}, {"bearer": []}]
 _OPTIONAL_BEARER = [{"bearer": []}, {}]
 
 
@@ -138,13 +191,18 @@ def build_openapi() -> dict:
             "version": "1",
             "description": (
                 "OpenAI-compatible chat completions with prepaid EUR credits and per-request "
-                "eco metadata. Every error answer has the shape "
-                '{"error": {"type", "code", "message", "param"}}.'
+                "eco metadata, and the same behind Anthropic's Messages format. Every error "
+                'answer has the shape {"error": {"type", "code", "message", "param"}}, except '
+                'on /anthropic/v1/messages: {"type": "error", "error": {"type", "code", '
+                '"message"}}.'
             ),
         },
         "servers": [{"url": "/api/v1"}],
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "anthropicKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -162,7 +220,25 @@ def build_openapi() -> dict:
                         }
                     },
                 },
+                "MessagesError": {
+                    "type": "object",
+                    "required": ["type", "error"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["error"]},
+                        "error": {
+                            "type": "object",
+                            "required": ["type", "code", "message"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
                 "ChatCompletionRequest": _CHAT_REQUEST,
+                "MessagesRequest": _MESSAGES_REQUEST,
+                "Message": _MESSAGE_RESPONSE,
                 "ChatCompletion": _CHAT_RESPONSE,
                 "Model": _MODEL,
             },
@@ -192,6 +268,36 @@ def build_openapi() -> dict:
                             },
                         },
                         **_errors(400, 401, 402, 403, 404, 413, 429, 502, 503, 504),
+                    },
+                }
+            },
+            "/anthropic/v1/messages": {
+                "post": {
+                    "operationId": "createMessage",
+                    "summary": "Anthropic Messages API: the same request path, Anthropic's format",
+                    "security": _KEY_OR_BEARER,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/MessagesRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A message (JSON), or a stream of Messages events "
+                            "(message_start ... message_stop) when stream is true",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Message"}
+                                },
+                                "text/event-stream": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(
+                            400, 401, 402, 403, 404, 413, 429, 502, 503, 504, shape=_MESSAGES_ERROR
+                        ),
                     },
                 }
             },

@@ -6,6 +6,7 @@ from routing import openapi, providers_api, views
 # an API view (a 404 in the API's error shape) rather than fall through to an HTML page.
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="chat-completions"),
+    path("anthropic/v1/messages", views.anthropic_messages, name="anthropic-messages"),
     path("models", views.list_models, name="models"),
     re_path(r"^models/(?P<model_id>[\s\S]+)$", views.retrieve_model, name="model-detail"),
     path("generation/<str:generation_id>", views.generation_detail, name="generation-detail"),

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible API views: thin adapters from HTTP to the gateway functions."""
+"""The API views (OpenAI-compatible, and Anthropic Messages for one path): thin adapters from
+HTTP to the gateway functions."""
 
 import functools
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from catalog.filters import FilterError, filter_models
 from catalog.presenters import model_to_api
 from catalog.snapshot import get_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
-from routing import gateway
+from routing import anthropic_inbound, gateway
 from routing.errors import ApiError
 from routing.validation import body_too_large
 
@@ -40,6 +41,31 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         return body_too_large(limit).response({"X-Request-ID": request_id})
     reply = await gateway.chat_completion(
         authorization=request.headers.get("Authorization"),
+        raw_body=raw,
+        request_id=request_id,
+        region_header=request.headers.get("X-LowRouter-Region"),
+    )
+    return reply.as_django()
+
+
+@csrf_exempt
+async def anthropic_messages(request: HttpRequest) -> HttpResponse:
+    """``chat_completions`` for Anthropic's Messages format; errors in Messages' shape."""
+    request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
+    ids = {"X-Request-ID": request_id, "request-id": request_id}
+    if request.method != "POST":
+        refused = ApiError(405, "method_not_allowed", "Use POST on this endpoint.")
+        return anthropic_inbound.error_reply(refused, {**ids, "Allow": "POST"}).as_django()
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        too_large = body_too_large(settings.LOWROUTER_MAX_BODY_BYTES)
+        return anthropic_inbound.error_reply(too_large, ids).as_django()
+    reply = await anthropic_inbound.create_message(
+        gateway.chat_completion,
+        authorization=anthropic_inbound.authorization_from(
+            request.headers.get("Authorization"), request.headers.get("x-api-key")
+        ),
         raw_body=raw,
         request_id=request_id,
         region_header=request.headers.get("X-LowRouter-Region"),

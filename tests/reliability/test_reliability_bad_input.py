@@ -16,12 +16,22 @@ from routing.openapi import build_openapi, openapi_json
 from tests.reliability.conftest import chat_body
 
 ERROR_KEYS = {"type", "code", "message", "param"}
+MESSAGES_ERROR_KEYS = {"type", "code", "message"}
 
 
 def assert_error_shape(resp) -> dict:
     body = resp.json()
     assert set(body) == {"error"}, body
     assert set(body["error"]) == ERROR_KEYS, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+def assert_messages_error_shape(resp) -> dict:
+    """The Anthropic Messages path answers errors in Messages' shape."""
+    body = resp.json()
+    assert set(body) == {"type", "error"} and body["type"] == "error", body
+    assert set(body["error"]) == MESSAGES_ERROR_KEYS, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return body["error"]
 
@@ -50,6 +60,7 @@ def test_fuzzed_requests_from_the_openapi_description_never_get_a_500(
     schema = schemathesis.openapi.from_dict(build_openapi())
     auth = {"Authorization": f"Bearer {funded.token}"}
     seen: dict[int, int] = {}
+    paths: set[str] = set()
     for result in schema.get_all_operations():
         operation = result.ok()
 
@@ -65,12 +76,16 @@ def test_fuzzed_requests_from_the_openapi_description_never_get_a_500(
         def check(case) -> None:
             resp = case.call(base_url=gateway.api, headers=auth, timeout=30)
             seen[resp.status_code] = seen.get(resp.status_code, 0) + 1
+            paths.add(case.path)
             assert resp.status_code != 500, (case.path, resp.text[:300])
-            if resp.status_code >= 400:
+            if resp.status_code >= 400 and case.path.startswith("/anthropic/"):
+                assert_messages_error_shape(resp)
+            elif resp.status_code >= 400:
                 assert_error_shape(resp)
 
         check()
     assert sum(seen.values()) >= 30
+    assert paths == set(build_openapi()["paths"])  # every operation was exercised
 
 
 def test_invalid_json_is_a_400(http):
