@@ -27,6 +27,8 @@ from tests.reliability.conftest import (  # noqa: F401 (canary is a fixture)
     settled,
     wait_until,
 )
+from tests.routing.test_anthropic_adapter import DEMO_TEXT, anthropic_catalogue  # noqa: F401
+from tests.routing.test_anthropic_adapter import MODEL as ANTHROPIC_MODEL
 
 
 def _events(raw: list[bytes]) -> list[tuple[str, dict]]:
@@ -414,3 +416,36 @@ def test_a_client_leaving_a_stream_cancels_the_upstream_and_settles(
     wait_until(settled(funded.user, 1))
     assert_books_exact(funded.user, generations=1)
     assert Generation.objects.get().error_code == "client_disconnected"
+
+
+def test_messages_in_and_messages_out_to_an_anthropic_provider(
+    gateway,
+    funded,
+    anthropic_catalogue,  # noqa: F811 (a fixture)
+    upstream,
+    quiet_sdk,
+):
+    """Both translations composed: the SDK speaks Messages to the gateway, the gateway speaks
+    Messages to an Anthropic-format upstream, and the cache reads survive the round trip."""
+    upstream.config.cached_tokens = 2
+    client = anthropic.Anthropic(
+        base_url=gateway.api + "/anthropic", api_key=funded.token, max_retries=0
+    )
+    ask = {
+        "model": ANTHROPIC_MODEL,
+        "max_tokens": 100,
+        "system": "be brief",
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    message = client.messages.create(**ask)
+    assert message.content[0].text == DEMO_TEXT and message.stop_reason == "end_turn"
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (5, 2)
+    assert upstream.records[-1].path == "/v1/messages"
+    with client.messages.stream(**ask) as stream:
+        assert "".join(stream.text_stream) == DEMO_TEXT
+        final = stream.get_final_message()
+    assert final.usage.output_tokens == message.usage.output_tokens == 12
+    assert final.usage.cache_read_input_tokens == 2
+    generations = Generation.objects.filter(provider="anthropic-demo")
+    assert sorted(g.stream for g in generations) == [False, True]
+    assert all(g.cached_prompt_tokens == 2 and g.cost_micros > 0 for g in generations)
