@@ -217,6 +217,11 @@ def key_status(request: HttpRequest, key: KeyContext) -> dict:
 
 
 def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
-    return ApiError(
+    missing = ApiError(
         404, "not_found", f"No API endpoint at {request.path!r}.", type="not_found_error"
-    ).response()
+    )
+    if request.path.startswith("/api/v1/anthropic/"):
+        # An Anthropic SDK asking for an endpoint of Anthropic's API this gateway does not
+        # serve (count_tokens, batches, files) gets the answer in the shape it reads.
+        return anthropic_inbound.error_reply(missing).as_django()
+    return missing.response()

@@ -209,3 +209,21 @@ def test_negative_or_non_finite_key_limits_are_refused(transactional_db, funded,
 def test_create_key_command_refuses_non_numeric_or_negative_limits(transactional_db, funded, value):
     with pytest.raises(CommandError):
         call_command("create_key", funded.user.email, "--name", "cli-bad", "--daily-limit", value)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_wrong_method_is_a_405_or_404_in_the_error_shape_never_a_csrf_page(gateway, method):
+    """Keys, not cookies, authenticate the API: no CSRF page stands in for its answers."""
+    paths = [p for p in build_openapi()["paths"] if "{" not in p]
+    paths += ["/models/demo/echo-small", "/generation/x", "/metrics/x", "/no/such/endpoint"]
+    for path in paths:
+        resp = httpx.request(method, gateway.api + path, json={}, timeout=30)
+        if method == "POST" and path in ("/chat/completions", "/anthropic/v1/messages"):
+            continue  # POST is their method: answered (401 here) by the endpoint itself
+        assert resp.status_code in (404, 405), (path, resp.status_code, resp.text[:200])
+        if path.startswith("/anthropic/"):
+            assert_messages_error_shape(resp)
+        else:
+            assert_error_shape(resp)
+        if resp.status_code == 405:
+            assert resp.headers["Allow"]

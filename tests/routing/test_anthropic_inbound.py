@@ -449,3 +449,10 @@ def test_messages_in_and_messages_out_to_an_anthropic_provider(
     generations = Generation.objects.filter(provider="anthropic-demo")
     assert sorted(g.stream for g in generations) == [False, True]
     assert all(g.cached_prompt_tokens == 2 and g.cost_micros > 0 for g in generations)
+
+
+def test_other_anthropic_endpoints_are_a_404_in_the_messages_shape(gateway):
+    resp = httpx.post(gateway.api + "/anthropic/v1/messages/count_tokens", json={})
+    assert resp.status_code == 404
+    assert resp.json()["type"] == "error"
+    assert resp.json()["error"]["type"] == "not_found_error"
