@@ -140,6 +140,18 @@ def test_stale_signature_is_rejected(topup: TopUp) -> None:
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b"\xff\xfe{}"])
+def test_a_signed_body_that_is_not_an_event_is_rejected(payload: bytes) -> None:
+    response = Client().post(
+        "/billing/stripe/webhook",
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign_payload(payload),
+    )
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
 def test_unknown_event_types_are_stored_and_ignored() -> None:
     event = {"id": "evt_x", "type": "customer.created", "data": {"object": {"id": "cus_1"}}}
     assert post_event(Client(), event).status_code == 200
