@@ -456,3 +456,19 @@ def test_other_anthropic_endpoints_are_a_404_in_the_messages_shape(gateway):
     assert resp.status_code == 404
     assert resp.json()["type"] == "error"
     assert resp.json()["error"]["type"] == "not_found_error"
+
+
+def test_a_huge_body_is_a_413_in_the_messages_shape(gateway, settings):
+    limit = settings.LOWROUTER_MAX_BODY_BYTES
+    resp = httpx.post(
+        gateway.api + "/anthropic/v1/messages",
+        content=b'{"model": "demo/echo-small", "pad": "' + b"x" * limit + b'"}',
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert resp.status_code == 413
+    assert resp.json()["error"] == {
+        "type": "request_too_large",
+        "code": "request_too_large",
+        "message": f"The request body is larger than the {limit} bytes allowed.",
+    }
