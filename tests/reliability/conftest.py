@@ -71,19 +71,26 @@ def _table_hits(canary: str) -> list[str]:
     return hits
 
 
-def _cache_hits(canary: str) -> list[str]:
-    cache = caches["default"]
-    needle = canary.encode()
-    if settings.REDIS_URL:
-        import redis
+def redis_hits(canary: str, url: str) -> list[str]:
+    """The keys of the Redis database at ``url`` whose name or value holds ``canary``."""
+    import redis
 
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        return [
-            key.decode(errors="replace")
-            for key in client.scan_iter(count=1000)
-            if needle in key or needle in (client.dump(key) or b"")
-        ]
-    store = getattr(cache, "_cache", {})
+    client = redis.Redis.from_url(url)
+    needle = canary.encode()
+    return [
+        key.decode(errors="replace")
+        for key in client.scan_iter(count=1000)
+        if needle in key or needle in (client.dump(key) or b"")
+    ]
+
+
+def _cache_hits(canary: str) -> list[str]:
+    """The cache as configured now (a test may have pointed it at a Redis of its own)."""
+    config = settings.CACHES["default"]
+    if "Redis" in config["BACKEND"]:
+        return redis_hits(canary, config["LOCATION"])
+    needle = canary.encode()
+    store = getattr(caches["default"], "_cache", {})
     return [str(k) for k, v in list(store.items()) if needle in str(k).encode() or needle in v]
 
 

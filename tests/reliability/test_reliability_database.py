@@ -25,7 +25,7 @@ def _terminate_gateway_backends() -> int:
         return cur.fetchone()[0]
 
 
-async def _load(url: str, token: str, total: int) -> list[httpx.Response]:
+async def _load(url: str, token: str, total: int, canary: str) -> list[httpx.Response]:
     async with httpx.AsyncClient(timeout=30) as client:
         sem = asyncio.Semaphore(8)
 
@@ -33,7 +33,7 @@ async def _load(url: str, token: str, total: int) -> list[httpx.Response]:
             async with sem:
                 return await client.post(
                     url + "/chat/completions",
-                    json=chat_body(f"pgdrop{i}", stream=i % 2 == 0),
+                    json=chat_body(f"{canary}-{i}", stream=i % 2 == 0),
                     headers={"Authorization": f"Bearer {token}"},
                 )
 
@@ -47,10 +47,10 @@ async def _load(url: str, token: str, total: int) -> list[httpx.Response]:
 
 
 def test_dropped_database_connections_fail_cleanly_and_keep_the_books(
-    gateway, funded, catalogue, upstream
+    gateway, funded, catalogue, upstream, canary
 ):
     upstream.config.latency_ms = 20
-    responses = asyncio.run(_load(gateway.api, funded.token, 60))
+    responses = asyncio.run(_load(gateway.api, funded.token, 60, canary))
     # The terminations hit this test's own connection too: reconnect before reading the books.
     connection.close()
     for resp in responses:

@@ -11,10 +11,9 @@ import pytest
 from django.core.cache import cache
 
 from tests.conftest import free_port
-from tests.reliability.conftest import assert_books_exact, wait_until
+from tests.reliability.conftest import assert_books_exact, chat_body, redis_hits, wait_until
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
-BODY = {"model": "demo/echo-small", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def _start_redis(port: int) -> subprocess.Popen:
@@ -46,7 +45,11 @@ def _start_redis(port: int) -> subprocess.Popen:
     return proc
 
 
-def test_gateway_serves_through_a_redis_outage_and_recovers(gateway, funded, catalogue, settings):
+def test_gateway_serves_through_a_redis_outage_and_recovers(
+    gateway, funded, catalogue, canary, settings
+):
+    # canary before settings: its sweep runs once the cache setting is restored, on the cache
+    # that outlives the test; the private Redis is swept below, while it still runs.
     port = free_port()
     redis = _start_redis(port)
     settings.CACHES = {
@@ -59,7 +62,9 @@ def test_gateway_serves_through_a_redis_outage_and_recovers(gateway, funded, cat
     headers = {"Authorization": f"Bearer {funded.token}"}
 
     def ok() -> bool:
-        resp = httpx.post(gateway.api + "/chat/completions", json=BODY, headers=headers, timeout=10)
+        resp = httpx.post(
+            gateway.api + "/chat/completions", json=chat_body(canary), headers=headers, timeout=10
+        )
         return resp.status_code == 200
 
     try:
@@ -73,6 +78,7 @@ def test_gateway_serves_through_a_redis_outage_and_recovers(gateway, funded, cat
         assert ok()
         cache.set("probe", 1)
         wait_until(lambda: cache.get("probe") == 1)
+        assert redis_hits(canary, f"redis://127.0.0.1:{port}/0") == []
     finally:
         redis.terminate()
         redis.wait(timeout=10)
