@@ -144,14 +144,25 @@ def test_a_lost_answer_is_retried_by_the_client_and_refunds_once(
     assert _refunds_made(fake_stripe) == [refund.stripe_refund_id]
 
 
+def _left_pending(
+    paid: TopUp, operator: User, fake_stripe: FakeStripe, settings: Any, *, lost: bool
+) -> Refund:
+    """A refund Stripe gave no clear answer to: its answer lost (``lost``) or a 503, with no
+    client retries."""
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    if lost:
+        fake_stripe.lose_answers = 1
+    else:
+        fake_stripe.fail_next = 503
+    with pytest.raises(RefundPending):
+        refund_topup(topup=paid, credits_cents=500, actor=operator, reason="x")
+    return Refund.objects.get()
+
+
 def test_no_clear_answer_leaves_the_refund_pending_until_a_resend_confirms_it(
     paid: TopUp, operator: User, fake_stripe: FakeStripe, settings: Any
 ) -> None:
-    settings.STRIPE_MAX_NETWORK_RETRIES = 0
-    fake_stripe.lose_answers = 1
-    with pytest.raises(RefundPending):
-        refund_topup(topup=paid, credits_cents=500, actor=operator, reason="x")
-    refund = Refund.objects.get()
+    refund = _left_pending(paid, operator, fake_stripe, settings, lost=True)
     assert refund.status == RefundStatus.PENDING and refund.stripe_refund_id is None
     # The credits stay out while Stripe may have sent the money.
     assert get_wallet(paid.account_id).balance_micros == 1500 * M == ledger_sum(paid.account_id)
@@ -171,10 +182,7 @@ def test_no_clear_answer_leaves_the_refund_pending_until_a_resend_confirms_it(
 def test_a_pending_refund_refused_on_resend_puts_the_credits_back(
     paid: TopUp, operator: User, fake_stripe: FakeStripe, settings: Any
 ) -> None:
-    settings.STRIPE_MAX_NETWORK_RETRIES = 0
-    fake_stripe.fail_next = 503
-    with pytest.raises(RefundPending):
-        refund_topup(topup=paid, credits_cents=500, actor=operator, reason="x")
+    _left_pending(paid, operator, fake_stripe, settings, lost=False)
     fake_stripe.fail_next = 400
     assert retry_pending_refunds(older_than=timedelta(0)) == 1
     assert Refund.objects.get().status == RefundStatus.FAILED
@@ -184,10 +192,7 @@ def test_a_pending_refund_refused_on_resend_puts_the_credits_back(
 def test_a_pending_refund_past_its_key_lifetime_is_left_to_an_operator(
     paid: TopUp, operator: User, fake_stripe: FakeStripe, settings: Any
 ) -> None:
-    settings.STRIPE_MAX_NETWORK_RETRIES = 0
-    fake_stripe.fail_next = 503
-    with pytest.raises(RefundPending):
-        refund_topup(topup=paid, credits_cents=500, actor=operator, reason="x")
+    _left_pending(paid, operator, fake_stripe, settings, lost=False)
     Refund.objects.update(created_at=timezone.now() - timedelta(hours=23, minutes=1))
     calls = len(fake_stripe.requests)
     assert retry_pending_refunds(older_than=timedelta(0)) == 0
