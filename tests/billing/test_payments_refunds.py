@@ -103,6 +103,19 @@ def test_refund_after_the_cooling_off_window_is_refused(paid: TopUp, operator: U
         refund_topup(topup=paid, credits_cents=100, actor=operator, reason="late")
 
 
+def test_without_stripe_configured_nothing_is_claimed(
+    paid: TopUp, operator: User, settings: Any
+) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+    with pytest.raises(RefundError, match="not configured"):
+        refund_topup(topup=paid, credits_cents=100, actor=operator, reason="x")
+    assert not Refund.objects.exists()
+    assert get_wallet(paid.account_id).balance_micros == 2000 * M == ledger_sum(paid.account_id)
+    assert get_refundable_cents(paid) == 2000
+    # The periodic resend runs on such a server too: with nothing pending, it asks nothing.
+    assert retry_pending_refunds(older_than=timedelta(0)) == 0
+
+
 def _refund_entries(topup: TopUp) -> list[int]:
     return list(
         LedgerEntry.objects.filter(account_id=topup.account_id, kind=LedgerKind.REFUND)
