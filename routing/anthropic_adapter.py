@@ -92,7 +92,8 @@ def _content_blocks(content: object) -> list[dict]:
     return blocks
 
 
-def _tool_use_blocks(tool_calls: object) -> list[dict]:
+def tool_use_blocks(tool_calls: object) -> list[dict]:
+    """OpenAI ``tool_calls`` as Messages ``tool_use`` blocks."""
     blocks = []
     for call in tool_calls if isinstance(tool_calls, list) else []:
         function = call.get("function") if isinstance(call, dict) else None
@@ -143,7 +144,7 @@ def _conversation(messages: list) -> tuple[str, list[dict]]:
             role, blocks = "user", [_tool_result_block(message)]
         elif role == "assistant":
             blocks = _content_blocks(message.get("content"))
-            blocks += _tool_use_blocks(message.get("tool_calls"))
+            blocks += tool_use_blocks(message.get("tool_calls"))
         elif role == "user":
             blocks = _content_blocks(message.get("content"))
         else:
@@ -277,7 +278,8 @@ def finish_reason(stop_reason: object) -> str:
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def _tool_call(block: dict, input_json: str) -> dict:
+def tool_call(block: dict, input_json: str) -> dict:
+    """A Messages ``tool_use`` block as an OpenAI tool call, its input as ``input_json``."""
     return {
         "id": str(block.get("id") or ""),
         "type": "function",
@@ -296,7 +298,7 @@ def from_messages_response(data: dict, *, model: str) -> dict:
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif block.get("type") == "tool_use":
-            tool_calls.append(_tool_call(block, json.dumps(block.get("input") or {})))
+            tool_calls.append(tool_call(block, json.dumps(block.get("input") or {})))
     message: dict[str, Any] = {
         "role": "assistant",
         # OpenAI sends null content on a turn that only calls tools.
@@ -414,7 +416,7 @@ class StreamTranslator:
             if not isinstance(index, int):
                 return []
             self._tool_index[index] = len(self._tool_index)
-            return [self._chunk(self._tool_delta(index, _tool_call(block, "")))]
+            return [self._chunk(self._tool_delta(index, tool_call(block, "")))]
         if block.get("type") == "text" and block.get("text"):
             return [self._chunk({"content": block["text"]})]
         return []

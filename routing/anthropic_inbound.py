@@ -10,12 +10,12 @@ Messages to an upstream.
 Pure translation apart from ``create_message``; nothing here stores or logs message text.
 """
 
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
 from lowrouter import jsonio
+from routing import anthropic_adapter
 from routing.errors import ApiError, invalid_request
 from routing.replies import LastChunk, Reply
 from routing.validation import MAX_TOKENS_CEILING
@@ -60,6 +60,8 @@ def error_body(status: int, code: str, message: str) -> dict:
 
 def error_reply(err: ApiError, headers: dict[str, str] | None = None) -> Reply:
     out = {**err.headers, **(headers or {}), "Content-Type": "application/json"}
+    if "X-Request-ID" in out:
+        out["request-id"] = out["X-Request-ID"]  # where Anthropic's SDKs read it
     return Reply(err.status, out, jsonio.dumps(error_body(err.status, err.code, err.message)))
 
 
@@ -133,13 +135,7 @@ def _message(i: int, msg: object) -> list[dict]:
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise _bad(f"'{where}' needs a string 'id' and 'name'.", where)
             arguments = jsonio.dumps(block.get("input") or {}).decode()
-            tool_calls.append(
-                {
-                    "id": block["id"],
-                    "type": "function",
-                    "function": {"name": block["name"], "arguments": arguments},
-                }
-            )
+            tool_calls.append(anthropic_adapter.tool_call(block, arguments))
         elif kind == "tool_result" and role == "user":
             if not isinstance(block.get("tool_use_id"), str):
                 raise _bad(f"'{where}.tool_use_id' must be a string.", f"{where}.tool_use_id")
@@ -290,14 +286,6 @@ def _usage(usage: object) -> dict:
     }
 
 
-def _tool_input(arguments: object) -> dict:
-    try:
-        value = json.loads(arguments) if isinstance(arguments, str) and arguments else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def to_message(completion: dict) -> dict:
     """A ``chat.completion`` as a Messages ``message`` (first choice; Messages has one)."""
     choices = completion.get("choices") or [{}]
@@ -306,17 +294,7 @@ def to_message(completion: dict) -> dict:
     content: list[dict] = []
     if isinstance(message.get("content"), str) and message["content"]:
         content.append({"type": "text", "text": message["content"]})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            content.append(
-                {
-                    "type": "tool_use",
-                    "id": str(call.get("id") or ""),
-                    "name": function["name"],
-                    "input": _tool_input(function.get("arguments")),
-                }
-            )
+    content += anthropic_adapter.tool_use_blocks(message.get("tool_calls"))
     lowrouter = completion.get("lowrouter") or {}
     out = {
         "id": "msg_" + str(lowrouter.get("generation_id") or completion.get("id") or ""),
@@ -500,7 +478,7 @@ async def create_message(
     region_header: str | None = None,
 ) -> Reply:
     """Serve one Messages request through ``chat_completion`` (``gateway.chat_completion``)."""
-    headers = {"X-Request-ID": request_id, "request-id": request_id}
+    headers = {"X-Request-ID": request_id}
     try:
         body = jsonio.loads(raw_body)
         chat = to_chat_request(body)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from billing.models import Generation
 from billing.money import format_credits, micros_to_credits
@@ -27,7 +26,6 @@ def _method_not_allowed(allowed: str) -> HttpResponse:
     ).response({"Allow": allowed})
 
 
-@csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     """Other methods get a 405 here. POST is answered ahead of Django by
     ``routing.asgi_endpoint``; this branch only serves a deployment without that wrapper."""
@@ -48,11 +46,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     return reply.as_django()
 
 
-@csrf_exempt
 async def anthropic_messages(request: HttpRequest) -> HttpResponse:
     """``chat_completions`` for Anthropic's Messages format; errors in Messages' shape."""
     request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
-    ids = {"X-Request-ID": request_id, "request-id": request_id}
+    ids = {"X-Request-ID": request_id}
     if request.method != "POST":
         refused = ApiError(405, "method_not_allowed", "Use POST on this endpoint.")
         return anthropic_inbound.error_reply(refused, {**ids, "Allow": "POST"}).as_django()

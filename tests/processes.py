@@ -22,14 +22,11 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_database_url() -> str:
+def shared_database_url() -> str:
     """The URL of the database this test run uses (PostgreSQL), for a process to share it."""
     s = connection.settings_dict
     auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test, whatever its name
 
 
 @dataclass

@@ -11,7 +11,7 @@ from billing.ledger import ledger_sum
 from billing.models import Generation, Hold, KeySpend, Wallet
 from billing.money import credits_to_micros
 from tests.conftest import make_funded, needs_postgres, needs_redis
-from tests.processes import start_gateway_process, test_database_url
+from tests.processes import shared_database_url, start_gateway_process
 
 pytestmark = [needs_postgres, needs_redis, pytest.mark.timeout(240)]
 
@@ -50,7 +50,7 @@ def test_two_processes_never_overspend_and_keep_exact_books(catalogue, upstream)
         for i in range(3)
     ]
     everyone = poor + limited
-    gateways = [start_gateway_process(test_database_url()) for _ in range(2)]
+    gateways = [start_gateway_process(shared_database_url()) for _ in range(2)]
     try:
         urls = [g.wait_ready().url for g in gateways]
         statuses = asyncio.run(_fire(urls, [f.token for f in everyone], total=240, concurrency=32))

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.conftest import ON_POSTGRES, ON_REDIS
-from tests.processes import GatewayProcess, start_gateway_process, test_database_url
+from tests.processes import GatewayProcess, shared_database_url, start_gateway_process
 from tests.routing.conftest import FLEET_MODEL
 
 pytestmark = pytest.mark.skipif(
@@ -19,7 +19,7 @@ def start_shared_gateways(count: int = 2) -> list[GatewayProcess]:
     """Gateway processes on the test database and Redis, health read without delay."""
     return [
         start_gateway_process(
-            test_database_url(), LOWROUTER_ROUTING_HEALTH_REFRESH_S="0", CONN_MAX_AGE="0"
+            shared_database_url(), LOWROUTER_ROUTING_HEALTH_REFRESH_S="0", CONN_MAX_AGE="0"
         )
         for _ in range(count)
     ]
