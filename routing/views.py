@@ -4,8 +4,6 @@ HTTP to the gateway functions."""
 import functools
 from collections.abc import Callable
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from billing.models import Generation
@@ -17,7 +15,6 @@ from catalog.snapshot import get_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
 from routing import anthropic_inbound, gateway
 from routing.errors import ApiError
-from routing.validation import body_too_large
 
 
 def _method_not_allowed(allowed: str) -> HttpResponse:
@@ -26,48 +23,18 @@ def _method_not_allowed(allowed: str) -> HttpResponse:
     ).response({"Allow": allowed})
 
 
-async def chat_completions(request: HttpRequest) -> HttpResponse:
-    """Other methods get a 405 here. POST is answered ahead of Django by
-    ``routing.asgi_endpoint``; this branch only serves a deployment without that wrapper."""
-    if request.method != "POST":
-        return _method_not_allowed("POST")
-    request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
-    try:
-        raw = request.body  # Django enforces DATA_UPLOAD_MAX_MEMORY_SIZE = the same limit
-    except RequestDataTooBig:
-        limit = settings.LOWROUTER_MAX_BODY_BYTES
-        return body_too_large(limit).response({"X-Request-ID": request_id})
-    reply = await gateway.chat_completion(
-        authorization=request.headers.get("Authorization"),
-        raw_body=raw,
-        request_id=request_id,
-        region_header=request.headers.get("X-LowRouter-Region"),
-    )
-    return reply.as_django()
+def chat_completions(request: HttpRequest) -> HttpResponse:
+    """POST is answered ahead of Django by ``routing.asgi_endpoint`` (the only way the product
+    is served); what reaches Django on this path is another method."""
+    return _method_not_allowed("POST")
 
 
-async def anthropic_messages(request: HttpRequest) -> HttpResponse:
-    """``chat_completions`` for Anthropic's Messages format; errors in Messages' shape."""
+def anthropic_messages(request: HttpRequest) -> HttpResponse:
+    """``chat_completions`` for Anthropic's Messages path: the 405 in Messages' shape."""
     request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
-    ids = {"X-Request-ID": request_id}
-    if request.method != "POST":
-        refused = ApiError(405, "method_not_allowed", "Use POST on this endpoint.")
-        return anthropic_inbound.error_reply(refused, {**ids, "Allow": "POST"}).as_django()
-    try:
-        raw = request.body
-    except RequestDataTooBig:
-        too_large = body_too_large(settings.LOWROUTER_MAX_BODY_BYTES)
-        return anthropic_inbound.error_reply(too_large, ids).as_django()
-    reply = await anthropic_inbound.create_message(
-        gateway.chat_completion,
-        authorization=anthropic_inbound.authorization_from(
-            request.headers.get("Authorization"), request.headers.get("x-api-key")
-        ),
-        raw_body=raw,
-        request_id=request_id,
-        region_header=request.headers.get("X-LowRouter-Region"),
-    )
-    return reply.as_django()
+    refused = ApiError(405, "method_not_allowed", "Use POST on this endpoint.")
+    headers = {"X-Request-ID": request_id, "Allow": "POST"}
+    return anthropic_inbound.error_reply(refused, headers).as_django()
 
 
 def _key_from(request: HttpRequest, *, required: bool) -> KeyContext | None:
