@@ -47,10 +47,11 @@ def _key_from(request: HttpRequest, *, required: bool) -> KeyContext | None:
         raise ApiError(401, exc.code, exc.message) from exc
 
 
-def read_endpoint(*, key: str) -> Callable:
-    """A GET/HEAD API view: checks the method, authenticates (``key`` is "required" or
-    "optional"), and turns the view's dict into JSON, or its ApiError into the error shape;
-    authenticated answers carry X-Credit-Balance. HEAD runs the same code and costs nothing."""
+def read_endpoint(*, key_required: bool) -> Callable:
+    """A GET/HEAD API view: checks the method, authenticates (a caller without a key is refused
+    when ``key_required``, else served as anonymous), and turns the view's dict into JSON, or
+    its ApiError into the error shape; authenticated answers carry X-Credit-Balance. HEAD runs
+    the same code and costs nothing."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -59,7 +60,7 @@ def read_endpoint(*, key: str) -> Callable:
                 return _method_not_allowed("GET, HEAD")
             caller = None
             try:
-                caller = _key_from(request, required=key == "required")
+                caller = _key_from(request, required=key_required)
                 data = view(request, caller, **kwargs)
             except ApiError as err:
                 resp = err.response()
@@ -74,7 +75,7 @@ def read_endpoint(*, key: str) -> Callable:
     return decorate
 
 
-@read_endpoint(key="optional")
+@read_endpoint(key_required=False)
 def list_models(request: HttpRequest, key: KeyContext | None) -> dict:
     snapshot = get_snapshot()
     visible = [m for m in snapshot.models.values() if key is None or key.allows_model(m.id)]
@@ -86,7 +87,7 @@ def list_models(request: HttpRequest, key: KeyContext | None) -> dict:
     return {"object": "list", "data": [model_to_api(m, snapshot.eco) for m in chosen]}
 
 
-@read_endpoint(key="optional")
+@read_endpoint(key_required=False)
 def retrieve_model(request: HttpRequest, key: KeyContext | None, model_id: str) -> dict:
     snapshot = get_snapshot()
     model = snapshot.model(model_id)
@@ -148,13 +149,13 @@ def _own_generation(key: KeyContext, generation_id: str) -> Generation:
     return gen
 
 
-@read_endpoint(key="required")
+@read_endpoint(key_required=True)
 def generation_detail(request: HttpRequest, key: KeyContext, generation_id: str) -> dict:
     """The usage record of one of the caller's generations (404 for anyone else's)."""
     return generation_to_api(_own_generation(key, generation_id))
 
 
-@read_endpoint(key="required")
+@read_endpoint(key_required=True)
 def generation_metrics(request: HttpRequest, key: KeyContext, generation_id: str) -> dict:
     """The eco record of one of the caller's generations."""
     gen = _own_generation(key, generation_id)
@@ -168,13 +169,13 @@ def generation_metrics(request: HttpRequest, key: KeyContext, generation_id: str
     }
 
 
-@read_endpoint(key="required")
+@read_endpoint(key_required=True)
 def credits(request: HttpRequest, key: KeyContext) -> dict:
     """Balance and spend this month, for scripts that watch spend."""
     return account_credits(key.account_id)
 
 
-@read_endpoint(key="required")
+@read_endpoint(key_required=True)
 def key_status(request: HttpRequest, key: KeyContext) -> dict:
     """The calling key's limits, spend today and this month, what remains, and expiry."""
     return key_spend_status(key)
