@@ -19,7 +19,7 @@ import select
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 import psycopg
 from django.conf import settings
@@ -56,7 +56,11 @@ def _drop_connection() -> None:
     connection.savepoint_ids = []
 
 
-def _closed_by_server(raw: psycopg.Connection | psycopg.AsyncConnection) -> bool:
+class _Socket(Protocol):
+    def fileno(self) -> int: ...
+
+
+def _closed_by_server(raw: _Socket) -> bool:
     """A PostgreSQL connection the server ended while it sat idle (a restart, an idle timeout,
     pg_terminate_backend) has the server's goodbye or end-of-file waiting on its socket, and
     nothing else: this gateway never LISTENs. Finding it costs a zero-timeout select instead of a
@@ -196,7 +200,7 @@ class _LoopConnection:
         pgconn, loop, fd = self.pgconn, asyncio.get_running_loop(), self.fileno()
         while pgconn.flush():
             writable = loop.create_future()
-            loop.add_writer(fd, lambda w=writable: w.done() or w.set_result(None))
+            loop.add_writer(fd, _set_done, writable)
             try:
                 await writable
             finally:
@@ -239,6 +243,11 @@ class _LoopConnection:
         except KeyError:
             error = psycopg.DatabaseError
         raise error(message)
+
+
+def _set_done(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 _statements: dict[str, tuple[bytes, bytes]] = {}
@@ -368,8 +377,9 @@ async def fetch_one_on_loop(
         raise DatabaseUnavailable(exc.__class__.__name__) from exc
     except psycopg.Error:
         # The statement failed on its own (its transaction rolled back); the connection is as
-        # good as before.
-        pool.idle.append(conn)
+        # good as before. (None: opening it failed, so there is nothing to keep.)
+        if conn is not None:
+            pool.idle.append(conn)
         raise
     except BaseException:
         # Cancelled mid-statement: the connection may still owe a result; never reuse it.
