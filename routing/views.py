@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 
 from billing.models import Generation
 from billing.money import format_credits, micros_to_credits
@@ -26,7 +27,7 @@ def _method_not_allowed(allowed: str) -> HttpResponse:
     ).response({"Allow": allowed})
 
 
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """Other methods get a 405 here. POST is answered ahead of Django by
     ``routing.asgi_endpoint``; this branch only serves a deployment without that wrapper."""
     if request.method != "POST":
@@ -46,7 +47,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     return reply.as_django()
 
 
-async def anthropic_messages(request: HttpRequest) -> HttpResponse:
+async def anthropic_messages(request: HttpRequest) -> HttpResponseBase:
     """``chat_completions`` for Anthropic's Messages format; errors in Messages' shape."""
     request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
     ids = {"X-Request-ID": request_id}
@@ -213,7 +214,7 @@ def key_status(request: HttpRequest, key: KeyContext) -> dict:
     return key_spend_status(key)
 
 
-def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
     missing = ApiError(
         404, "not_found", f"No API endpoint at {request.path!r}.", type="not_found_error"
     )
