@@ -1,6 +1,7 @@
 """In-process copies (catalogue snapshot, routing policies, slot health) just past their check
 interval are served while one background refresh reloads them; a missing or old copy is still
-reloaded before the request is answered."""
+reloaded before the request is answered. (refresh_in_background itself is tested in
+tests/lib/test_asyncdb_contract.py.)"""
 
 import asyncio
 import threading
@@ -26,55 +27,6 @@ def _worker_thread_sessions_end() -> Iterator[None]:
     with."""
     yield
     end_other_sessions()
-
-
-def test_one_background_refresh_runs_at_a_time():
-    calls: list[int] = []
-    release = threading.Event()
-
-    def reload() -> None:
-        calls.append(1)
-        release.wait(5)
-
-    async def steps() -> int:
-        for _ in range(5):
-            asyncdb.refresh_in_background("copy", reload)
-        running = asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
-        await asyncio.sleep(0.05)
-        during = len(calls)
-        release.set()
-        await running
-        asyncdb.refresh_in_background("copy", reload)  # the next one, once it has finished
-        await asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
-        return during
-
-    assert asyncio.run(steps()) == 1
-    assert len(calls) == 2
-
-
-def test_a_failed_background_refresh_is_logged_once_and_retried_later(caplog):
-    calls: list[int] = []
-
-    def reload() -> None:
-        calls.append(1)
-        raise RuntimeError("cache down")
-
-    async def steps() -> None:
-        key = (asyncio.get_running_loop(), "copy")
-        asyncdb.refresh_in_background("copy", reload)
-        with pytest.raises(RuntimeError):
-            await asyncdb._refreshes[key]
-        for _ in range(5):  # the requests right after it start nothing
-            asyncdb.refresh_in_background("copy", reload)
-        assert asyncdb._refreshes[key].done()
-        asyncdb._refresh_failed_at[key] -= asyncdb.REFRESH_RETRY_S
-        asyncdb.refresh_in_background("copy", reload)
-        with pytest.raises(RuntimeError):
-            await asyncdb._refreshes[key]
-
-    asyncio.run(steps())
-    assert len(calls) == 2
-    assert caplog.text.count("background refresh failed: RuntimeError") == 2
 
 
 def _age(seconds: float) -> float:
