@@ -9,6 +9,26 @@ Two ways, one for each kind of work:
   transaction has to span a thread. Measured at 16 concurrent requests on the 2-core target
   machine, a statement handed to a thread cost ~350 us of CPU (hand-off, wake-ups, GIL traffic)
   against ~75 us sent from the loop at the libpq level (``_LoopConnection``).
+
+A small library with a fence around it: it imports Django and psycopg, none of LowRouter's
+apps, and ``__all__`` is its whole interface. Its contract, tested in
+``tests/lib/test_asyncdb_contract.py``:
+
+- ``run_db(fn, *args, **kwargs)``: ``fn`` in a worker thread of the loop's default executor,
+  each thread with its own Django connection. A connection the server ended while idle is
+  replaced before use; an ``OperationalError`` or ``InterfaceError`` drops the thread's
+  connection (the next call reconnects) and is raised as ``DatabaseUnavailable``; any other
+  error is raised as it is.
+- ``fetch_one_on_loop(sql, params, *, finish_if_cancelled=False)``: one autocommit statement on
+  the loop's own connections (PostgreSQL only), at most ``LOWROUTER_LOOP_DB_CONNECTIONS`` at once,
+  first come first served; its first row with Django's types, or None. Lost or unreachable
+  server: ``DatabaseUnavailable``; a failing statement: psycopg's error, connection kept;
+  cancelled: the connection is dropped, unless ``finish_if_cancelled`` (then the statement is
+  seen through and the cancellation raised after). ``close_loop_connections()`` closes them.
+- ``statements_on_loop()``: whether the configured database takes the loop path.
+- ``refresh_in_background(name, fn)``: at most one reload of an in-process copy at a time per
+  loop, a failure logged once and not retried for ``REFRESH_RETRY_S``; copies may be served
+  ``STALE_GRACE_S`` past their interval meanwhile.
 """
 
 import asyncio
@@ -33,6 +53,17 @@ from django.db import (
 )
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
+
+__all__ = [
+    "REFRESH_RETRY_S",
+    "STALE_GRACE_S",
+    "DatabaseUnavailable",
+    "close_loop_connections",
+    "fetch_one_on_loop",
+    "refresh_in_background",
+    "run_db",
+    "statements_on_loop",
+]
 
 log = logging.getLogger(__name__)
 

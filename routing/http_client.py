@@ -40,6 +40,10 @@ cookies, credentials in the URL, ``Expect: 100-continue``, brotli or zstd bodies
 It never retries: a POST is not replayed, not even when a pooled connection turns out to have
 been closed by the peer at the moment it was reused (the caller's failover decides). It logs
 nothing, so no request or response content can end up in a log.
+
+A small library with a fence around it: it imports the standard library and httptools, none of
+LowRouter's apps, and ``__all__`` is its whole interface. Every behaviour above is tested in
+``tests/lib/test_http_client_contract.py``, on asyncio and uvloop.
 """
 
 from __future__ import annotations
@@ -55,6 +59,21 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httptools
+
+__all__ = [
+    "HIGH_WATER",
+    "KEEPALIVE_EXPIRY",
+    "MAX_IDLE_PER_KEY",
+    "ClientError",
+    "ConnectFailed",
+    "ConnectionCut",
+    "MalformedResponse",
+    "Response",
+    "Timeout",
+    "close_pools",
+    "pool_loops",
+    "post",
+]
 
 # Body bytes buffered unread before the socket stops being read. A read takes everything
 # buffered, so reading resumes at the next read (the low-water mark is zero).
