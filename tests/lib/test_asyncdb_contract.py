@@ -8,7 +8,7 @@ server that ended a connection or cannot be reached, and ``close_loop_connection
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,17 +21,12 @@ from django.db import IntegrityError, OperationalError, connection, connections
 from accounts.models import User
 from lowrouter import asyncdb
 from lowrouter.asyncdb import DatabaseUnavailable
-from tests.conftest import ON_POSTGRES, end_other_sessions, free_port, needs_postgres
+from tests.conftest import ON_POSTGRES, free_port, needs_postgres
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _worker_thread_sessions_end() -> Iterator[None]:
-    """Worker threads and loop connections keep sessions the test database cannot be dropped
-    with."""
-    yield
-    end_other_sessions()
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("worker_sessions_ended"),
+]
 
 
 def on_loop(steps: Callable[[], Awaitable[Any]]) -> Any:

@@ -6,7 +6,6 @@ tests/lib/test_asyncdb_contract.py.)"""
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,17 +15,12 @@ from lowrouter import asyncdb
 from routing import health, policies
 from routing.router import aroute_request, snapshot_slots
 from routing.validation import parse_chat_request
-from tests.conftest import end_other_sessions, make_funded
+from tests.conftest import make_funded
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _worker_thread_sessions_end() -> Iterator[None]:
-    """The loops' worker threads keep database sessions the test database cannot be dropped
-    with."""
-    yield
-    end_other_sessions()
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("worker_sessions_ended"),
+]
 
 
 def _age(seconds: float) -> float:
