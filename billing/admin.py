@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 
+from accounts.http import AuthenticatedHttpRequest, signed_in_user
 from accounts.models import BillingProfile
 from billing.campaigns import create_codes, export_codes_csv
 from billing.invoices import reissue_invoice
@@ -65,7 +66,7 @@ class TopUpAdmin(ReadOnlyAdmin):
         view = self.admin_site.admin_view(self.refund_view)
         return [path("<int:pk>/refund/", view, name="billing_topup_refund"), *super().get_urls()]
 
-    def refund_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+    def refund_view(self, request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         topup = get_object_or_404(TopUp, pk=pk)
         form = RefundForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -117,7 +118,7 @@ class WalletAdmin(ReadOnlyAdmin):
         view = self.admin_site.admin_view(self.adjust_view)
         return [path("<int:pk>/adjust/", view, name="billing_wallet_adjust"), *super().get_urls()]
 
-    def adjust_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+    def adjust_view(self, request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         wallet = get_object_or_404(Wallet, pk=pk)
         form = AdjustForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -171,7 +172,9 @@ class InvoiceAdmin(ReadOnlyAdmin):
     actions = ["reissue_from_profile"]
 
     @admin.action(description="Re-issue with the buyer's current billing profile")
-    def reissue_from_profile(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+    def reissue_from_profile(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[Invoice]
+    ) -> None:
         for invoice in queryset:
             profile = BillingProfile.objects.filter(account_id=invoice.account_id).first()
             if profile is None:
@@ -216,14 +219,14 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         if not change:
-            obj.created_by = request.user
+            obj.created_by = signed_in_user(request)
         super().save_model(request, obj, form, change)
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view(self.codes_view)
         return [path("<int:pk>/codes/", view, name="billing_campaign_codes"), *super().get_urls()]
 
-    def codes_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+    def codes_view(self, request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         campaign = get_object_or_404(Campaign, pk=pk)
         form = CodeBatchForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -238,7 +241,9 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export codes as CSV")
     def export_codes(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> HttpResponse:
-        return self._csv(queryset.first())
+        campaign = queryset.first()
+        assert campaign is not None  # the admin runs an action only on a selection
+        return self._csv(campaign)
 
     def _csv(self, campaign: Campaign) -> HttpResponse:
         response = HttpResponse(export_codes_csv(campaign), content_type="text/csv")

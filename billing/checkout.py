@@ -11,6 +11,7 @@ import stripe
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.utils import timezone
+from stripe.params.checkout import SessionCreateParams, SessionCreateParamsLineItem
 
 from accounts.models import BillingProfile, User
 from billing.models import TopUp, TopUpStatus
@@ -97,7 +98,7 @@ def quote_topup(*, account: User, credits_eur: Decimal, vies: ViesChecker | None
     return Quote(credits_cents, fee_cents, decision, vat_cents, buyer)
 
 
-def _line(name: str, cents: int) -> dict[str, object]:
+def _line(name: str, cents: int) -> SessionCreateParamsLineItem:
     # SEPA Direct Debit requires every line in EUR.
     return {
         "price_data": {"currency": "eur", "unit_amount": cents, "product_data": {"name": name}},
@@ -137,7 +138,7 @@ def start_checkout(
     # the tax document, so Stripe Tax is not used.
     if quote.vat_cents:
         lines.append(_line(f"VAT {quote.vat_rate}% ({quote.vat.country})", quote.vat_cents))
-    params = {
+    params: SessionCreateParams = {
         "mode": "payment",
         "payment_method_types": ["card", "sepa_debit"],
         "line_items": lines,

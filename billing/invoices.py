@@ -141,7 +141,7 @@ def render_invoice_pdf(invoice: Invoice) -> bytes:
     pdf.cell(0, 10, f"Invoice {invoice.number}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
     pdf.cell(0, 5, f"Issued {invoice.issued_at:%Y-%m-%d} (UTC)", new_x="LMARGIN", new_y="NEXT")
-    if invoice.replaces_id:
+    if invoice.replaces is not None:
         pdf.cell(0, 5, f"Replaces invoice {invoice.replaces.number}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     _block(pdf, "Seller", invoice.seller)

@@ -73,6 +73,7 @@ def apply_entry(
     )
     entry.pk = insert_row(LedgerEntry, field_values(entry))
     entry._state.adding, entry._state.db = False, "default"
+    assert row is not None  # the wallet exists now; a credit's UPDATE always matches
     entry.balance_after = row[0]
     return entry
 

@@ -73,6 +73,8 @@ class LedgerEntry(models.Model):
         related_name="ledger_actions",
         db_index=False,
     )
+    # Not a column: billing.ledger.apply_entry sets it on the entry it returns.
+    balance_after: int
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -14,7 +14,7 @@ def send_invoice_email(invoice_id: int) -> None:
         f"Thank you for your top-up. Invoice {invoice.number} for {format_eur(invoice.gross_cents)}"
         " is attached."
     )
-    if invoice.replaces_id:
+    if invoice.replaces is not None:
         body += f" It replaces invoice {invoice.replaces.number}."
     message = EmailMessage(
         subject=f"LowRouter invoice {invoice.number}", body=body, to=[invoice.account.email]

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from accounts.http import AuthenticatedHttpRequest
 from billing.campaigns import RedeemError, redeem_code
 from billing.checkout import TopUpError, is_verified, quote_topup, start_checkout
 from billing.invoices import format_eur, render_invoice_pdf
@@ -34,7 +35,7 @@ def _limits() -> dict[str, object]:
 
 
 @login_required
-def topup(request: HttpRequest) -> HttpResponse:
+def topup(request: AuthenticatedHttpRequest) -> HttpResponse:
     """GET: the amount form. POST: the all-in quote to confirm before paying."""
     context: dict[str, object] = {**_limits(), "verified": is_verified(request.user)}
     if request.method == "POST":
@@ -63,7 +64,7 @@ def topup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def topup_confirm(request: HttpRequest) -> HttpResponse:
+def topup_confirm(request: AuthenticatedHttpRequest) -> HttpResponse:
     success = request.build_absolute_uri(reverse("billing:topup_done"))
     cancel = request.build_absolute_uri(reverse("billing:topup"))
     try:
@@ -80,20 +81,19 @@ def topup_confirm(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def topup_done(request: HttpRequest) -> HttpResponse:
+def topup_done(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "billing/topup_done.html")
 
 
 @login_required
-def invoice_list(request: HttpRequest) -> HttpResponse:
-    invoices = list(Invoice.objects.filter(account=request.user).select_related("replaces"))
-    for invoice in invoices:
-        invoice.gross_display = format_eur(invoice.gross_cents)
-    return render(request, "billing/invoices.html", {"invoices": invoices})
+def invoice_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    invoices = Invoice.objects.filter(account=request.user).select_related("replaces")
+    rows = [(invoice, format_eur(invoice.gross_cents)) for invoice in invoices]
+    return render(request, "billing/invoices.html", {"rows": rows})
 
 
 @login_required
-def invoice_pdf(request: HttpRequest, number: str) -> HttpResponse:
+def invoice_pdf(request: AuthenticatedHttpRequest, number: str) -> HttpResponse:
     # Someone else's invoice is a 404, not a 403: its existence is not disclosed.
     invoice = Invoice.objects.filter(account=request.user, number=number).first()
     if invoice is None:
@@ -104,7 +104,7 @@ def invoice_pdf(request: HttpRequest, number: str) -> HttpResponse:
 
 
 @login_required
-def redeem(request: HttpRequest) -> HttpResponse:
+def redeem(request: AuthenticatedHttpRequest) -> HttpResponse:
     context: dict[str, object] = {}
     if request.method == "POST":
         try:

@@ -277,7 +277,8 @@ class PlatformFeeChangeForm(ModelForm):
         fields = ["model", "new_fee", "effective_at"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         model, new_fee, when = data.get("model"), data.get("new_fee"), data.get("effective_at")
         if model and new_fee is not None and when:
             from datetime import timedelta

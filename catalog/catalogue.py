@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
+from django.db.models import Model as DjangoModel
+from django.db.models import TextChoices
 from django.utils.dateparse import parse_date, parse_datetime
 
 from catalog.models import (
@@ -202,11 +204,13 @@ def _bool(entry: dict[str, Any], key: str, where: str, default: bool) -> bool:
     return value
 
 
-def _choice(entry: dict[str, Any], key: str, where: str, choices: type, default: str | None) -> str:
+def _choice(
+    entry: dict[str, Any], key: str, where: str, choices: type[TextChoices], default: str | None
+) -> str:
     value = entry.get(key, default)
     if value not in choices.values:
         raise _fail(where, key, f"must be one of {', '.join(choices.values)}, got {value!r}")
-    return value
+    return str(value)
 
 
 def _positive_int(entry: dict[str, Any], key: str, where: str) -> int:
@@ -364,8 +368,9 @@ def _datetime(value: Any, where: str, key: str) -> datetime | None:
     else:
         text = str(value)
         parsed = parse_datetime(text)
-        if parsed is None and parse_date(text) is not None:
-            parsed = datetime.combine(parse_date(text), time.min, tzinfo=UTC)
+        day = parse_date(text) if parsed is None else None
+        if day is not None:
+            parsed = datetime.combine(day, time.min, tzinfo=UTC)
     if parsed is None:
         raise _fail(where, key, f"{value!r} is not an ISO 8601 date or time")
     if parsed.tzinfo is None:
@@ -433,10 +438,14 @@ def validate_catalogue(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list
 # --- writing --------------------------------------------------------------------------------
 
 
-def _upsert(model_cls: type, pk: dict[str, Any], values: dict[str, Any]) -> tuple[Any, str]:
-    obj = model_cls.objects.select_for_update().filter(**pk).first()
+_Row = TypeVar("_Row", bound=DjangoModel)
+
+
+def _upsert(model_cls: type[_Row], pk: dict[str, Any], values: dict[str, Any]) -> tuple[_Row, str]:
+    # _default_manager: the catalogue models' only manager, ``objects``.
+    obj = model_cls._default_manager.select_for_update().filter(**pk).first()
     if obj is None:
-        return model_cls.objects.create(**pk, **values), "created"
+        return model_cls._default_manager.create(**pk, **values), "created"
     changed = [k for k, v in values.items() if getattr(obj, k) != v]
     if not changed:
         return obj, "unchanged"

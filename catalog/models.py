@@ -4,6 +4,7 @@ Provider x Model x Region is an Offering. Prices are stored in the provider's bi
 per 1M tokens, exactly as the provider publishes them; the platform fee is per model, in EUR.
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import models
@@ -118,7 +119,7 @@ class Model(models.Model):
         if self.lifecycle == Lifecycle.DEPRECATED and self.sunset_at is None:
             raise ValidationError({"sunset_at": "A deprecated model needs a sunset date."})
 
-    def is_sunset(self, now: "timezone.datetime | None" = None) -> bool:
+    def is_sunset(self, now: datetime | None = None) -> bool:
         return self.sunset_at is not None and self.sunset_at <= (now or timezone.now())
 
 

@@ -25,7 +25,7 @@ from eco.estimate import (
 )
 
 _PER_1K = Decimal(1000)
-SYMBOLS = {Currency.EUR: "€", Currency.USD: "$", Currency.CNY: "CN¥"}
+SYMBOLS: dict[str, str] = {Currency.EUR: "€", Currency.USD: "$", Currency.CNY: "CN¥"}
 UNAVAILABLE_TEXT = {
     "provider_disabled": "provider switched off",
     "offering_disabled": "switched off by the operator",
@@ -144,10 +144,15 @@ class PriceCell:
     converted: bool  # True when published is a dual figure with an FX detail
 
 
+def billed_per_1k(eur_per_1m: Decimal | None, fee: Decimal) -> str | None:
+    """What 1k tokens are billed, fee included (None while there is no EUR price)."""
+    return None if eur_per_1m is None else format_significant((eur_per_1m + fee) / _PER_1K)
+
+
 def price_cell(
     source: Decimal | None, eur_per_1m: Decimal | None, fee: Decimal, currency: str
 ) -> PriceCell:
-    billed = None if eur_per_1m is None else format_significant((eur_per_1m + fee) / _PER_1K)
+    billed = billed_per_1k(eur_per_1m, fee)
     if source is None:
         return PriceCell(billed_per_1k=billed, published=None, converted=False)
     if currency == Currency.EUR:
@@ -215,9 +220,9 @@ def build_offering_rows(
                 provider_name=o.provider_name,
                 region=o.region,
                 currency=o.currency,
-                prompt=price_cell(src and src.prompt_price, o.prompt_eur, fee, o.currency),
+                prompt=price_cell(src.prompt_price if src else None, o.prompt_eur, fee, o.currency),
                 completion=price_cell(
-                    src and src.completion_price, o.completion_eur, fee, o.currency
+                    src.completion_price if src else None, o.completion_eur, fee, o.currency
                 ),
                 cached=price_cell(
                     src.cached_prompt_price if src else None, o.cached_prompt_eur, fee, o.currency
@@ -294,20 +299,14 @@ def build_model_rows(models: list[ModelView]) -> list[ModelRow]:
         priced = [o for o in m.offerings if o.prompt_eur is not None]
         # A listed-but-not-routable model still shows its price, next to the reason it is not.
         usable = [o for o in priced if o.usable] or priced
-        cheapest = min(usable, key=lambda o: o.prompt_eur + o.completion_eur, default=None)
+        cheapest = min(usable, key=lambda o: o.price_sum_eur, default=None)
         fee = m.platform_fee_eur
         rows.append(
             ModelRow(
                 model=m,
                 providers=sorted({o.provider_id for o in m.offerings}),
-                prompt_per_1k=(
-                    format_significant((cheapest.prompt_eur + fee) / _PER_1K) if cheapest else None
-                ),
-                completion_per_1k=(
-                    format_significant((cheapest.completion_eur + fee) / _PER_1K)
-                    if cheapest
-                    else None
-                ),
+                prompt_per_1k=billed_per_1k(cheapest.prompt_eur, fee) if cheapest else None,
+                completion_per_1k=billed_per_1k(cheapest.completion_eur, fee) if cheapest else None,
                 routable=any(o.usable for o in m.offerings),
             )
         )

@@ -55,7 +55,7 @@ def offering_to_api(model: ModelView, o: OfferingView, eco: EcoContext | None = 
 def model_to_api(model: ModelView, eco: EcoContext | None = None) -> dict:
     offerings = [offering_to_api(model, o, eco) for o in model.offerings]
     usable = [o for o in model.offerings if o.usable]
-    cheapest = min(usable, key=lambda o: o.prompt_eur + o.completion_eur, default=None)
+    cheapest = min(usable, key=lambda o: o.price_sum_eur, default=None)
     return {
         "id": model.id,
         "object": "model",

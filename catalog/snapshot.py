@@ -8,6 +8,7 @@ catalogue write through ``mark_catalog_changed``) moves; the version is checked 
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from django.utils import timezone
@@ -46,6 +47,13 @@ class OfferingView:
     def usable(self) -> bool:
         return not self.unavailable_reason
 
+    @property
+    def price_sum_eur(self) -> Decimal:
+        """Prompt plus completion price, what "cheapest" orders by. Only for a priced offering
+        (a usable one always is: without an EUR price it is ``fx_unavailable``)."""
+        assert self.prompt_eur is not None and self.completion_eur is not None
+        return self.prompt_eur + self.completion_eur
+
 
 @dataclass(frozen=True)
 class ModelView:
@@ -60,7 +68,7 @@ class ModelView:
     params_nominal: bool
     platform_fee_eur: Decimal
     lifecycle: str
-    sunset_at: object
+    sunset_at: datetime | None
     replacement: str
     offerings: tuple[OfferingView, ...]
 

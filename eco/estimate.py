@@ -88,7 +88,9 @@ class EcoEstimate:
 
 def weaker_band(*bands: str) -> str:
     """The weakest of the given bands; an unrecognised band counts as gross."""
-    ranks = [BAND_ORDER.index(b) if b in BAND_ORDER else len(BAND_ORDER) - 1 for b in bands]
+    ranks = [
+        BAND_ORDER.index(AccuracyBand(b)) if b in BAND_ORDER else len(BAND_ORDER) - 1 for b in bands
+    ]
     return BAND_ORDER[max(ranks)].value
 
 

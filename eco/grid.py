@@ -7,6 +7,7 @@ override or extend the shipped ones. Everything here runs at context load, never
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -96,6 +97,7 @@ def _load_ecologits_mixes(key: str) -> GridDataset:
                 g_per_kwh=mix.gwp * 1000, wue_offsite_l_per_kwh=mix.wue
             )
     world = electricity_mixes.find_electricity_mix(zone=WORLD_ZONE)
+    assert world is not None  # EcoLogits always has the world mix
     countries["WORLD"] = CountryFactors(g_per_kwh=world.gwp * 1000, wue_offsite_l_per_kwh=world.wue)
     return GridDataset(
         key=key,
@@ -112,14 +114,15 @@ def aggregate_countries(dataset: GridDataset, weights: dict[str, float]) -> Coun
     total = math.fsum(weights.values())
     g = math.fsum(dataset.countries[c].g_per_kwh * w for c, w in weights.items()) / total
     wues = [dataset.countries[c].wue_offsite_l_per_kwh for c in weights]
+    known = [v for v in wues if v is not None]
     wue = None
-    if all(v is not None for v in wues):
-        wue = math.fsum(v * w for v, w in zip(wues, weights.values(), strict=True)) / total
+    if len(known) == len(wues):
+        wue = math.fsum(v * w for v, w in zip(known, weights.values(), strict=True)) / total
     return CountryFactors(g_per_kwh=g, wue_offsite_l_per_kwh=wue)
 
 
 def build_region_table(
-    dataset: GridDataset, operator_regions: list[dict[str, Any]], *, today: date
+    dataset: GridDataset, operator_regions: Sequence[Mapping[str, Any]], *, today: date
 ) -> dict[str, RegionGrid]:
     """Every region's grid for one dataset. ``operator_regions`` are ``GridRegion`` rows as
     dicts (values()), so this stays free of the ORM and testable on plain data."""

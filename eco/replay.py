@@ -93,12 +93,6 @@ def replay_usage(
     bands = [baseline.params_accuracy]
     skipped = 0
     for row in rows:
-        common = {
-            "prompt_tokens": row.prompt_tokens,
-            "completion_tokens": row.completion_tokens,
-            "latency_s": row.latency_s,
-            "version": method.version,
-        }
         actual = estimate_request(
             ctx,
             active_params_b=row.active_params_b,
@@ -106,7 +100,10 @@ def replay_usage(
             provider=row.provider,
             region=row.region,
             total_params_b=row.total_params_b,
-            **common,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            latency_s=row.latency_s,
+            version=method.version,
         )
         other = estimate_request(
             ctx,
@@ -115,7 +112,10 @@ def replay_usage(
             provider=baseline.provider,
             region=baseline.region or row.region,
             total_params_b=baseline.total_params_b,
-            **common,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            latency_s=row.latency_s,
+            version=method.version,
         )
         if actual is None or other is None:
             skipped += 1
@@ -130,35 +130,30 @@ def replay_usage(
             bands.append(actual.inputs["grid_accuracy"])
             bands.append(other.inputs["grid_accuracy"])
     accuracy = weaker_band(*bands)
-    result = {
-        "methodology_version": method.version,
-        "accuracy": accuracy,
-        "rows_compared": len(actual_g),
-        "rows_skipped": skipped,
-        "actual_carbon_g": math.fsum(actual_g),
-        "baseline_carbon_g": math.fsum(baseline_g),
-        "actual_energy_wh": math.fsum(actual_wh),
-        "baseline_energy_wh": math.fsum(baseline_wh),
-    }
+    actual_total, baseline_total = math.fsum(actual_g), math.fsum(baseline_g)
+
+    def result(outcome: str, reason: str = "") -> ReplayResult:
+        return ReplayResult(
+            outcome=outcome,
+            reason=reason,
+            methodology_version=method.version,
+            accuracy=accuracy,
+            rows_compared=len(actual_g),
+            rows_skipped=skipped,
+            actual_carbon_g=actual_total,
+            baseline_carbon_g=baseline_total,
+            actual_energy_wh=math.fsum(actual_wh),
+            baseline_energy_wh=math.fsum(baseline_wh),
+        )
+
     if baseline.active_params_b is None:
-        return ReplayResult(
-            outcome=ReplayOutcome.REFUSED, reason="baseline parameters unknown", **result
-        )
+        return result(ReplayOutcome.REFUSED, "baseline parameters unknown")
     if not actual_g:
-        return ReplayResult(
-            outcome=ReplayOutcome.REFUSED, reason="no usage with an eco estimate", **result
-        )
+        return result(ReplayOutcome.REFUSED, "no usage with an eco estimate")
     if accuracy == AccuracyBand.GROSS:
-        return ReplayResult(
-            outcome=ReplayOutcome.REFUSED,
-            reason="confidence too low to compare (gross band)",
-            **result,
-        )
-    actual_total, baseline_total = result["actual_carbon_g"], result["baseline_carbon_g"]
+        return result(ReplayOutcome.REFUSED, "confidence too low to compare (gross band)")
     if math.isclose(actual_total, baseline_total, rel_tol=1e-9):
-        outcome = ReplayOutcome.EQUAL
-    elif baseline_total > actual_total:
-        outcome = ReplayOutcome.SAVING
-    else:
-        outcome = ReplayOutcome.EXTRA
-    return ReplayResult(outcome=outcome, reason="", **result)
+        return result(ReplayOutcome.EQUAL)
+    if baseline_total > actual_total:
+        return result(ReplayOutcome.SAVING)
+    return result(ReplayOutcome.EXTRA)

@@ -26,7 +26,7 @@ class KeyPolicyError(ValueError):
     pass
 
 
-def _check_limit(name: str, value: Decimal | None) -> Decimal | None:
+def _check_limit(name: str, value: object) -> Decimal | None:
     if value is None:
         return None
     if not isinstance(value, Decimal) or not value.is_finite() or value < 0:

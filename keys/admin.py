@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.http import AuthenticatedHttpRequest, signed_in_user
 from keys.actions import POLICY_FIELDS, create_key, revoke_key, update_key
 from keys.models import ApiKey
 
@@ -24,14 +25,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
             key, token = create_key(
                 account=obj.account,
                 **{f: form.cleaned_data.get(f) for f in POLICY_FIELDS},
-                actor=request.user,
+                actor=signed_in_user(request),
             )
             obj.pk = key.pk
             messages.warning(request, f"New key token (shown once, copy it now): {token}")
             return
         update_key(
             ApiKey.objects.get(pk=obj.pk),
-            actor=request.user,
+            actor=signed_in_user(request),
             **{f: form.cleaned_data[f] for f in form.changed_data if f in POLICY_FIELDS},
         )
 
@@ -39,7 +40,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return False  # revoke instead: usage history keeps pointing at the key
 
     @admin.action(description="Revoke selected keys (final)")
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+    def revoke(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
             revoke_key(key, actor=request.user)
         messages.success(request, f"Revoked {queryset.count()} key(s).")

@@ -9,6 +9,26 @@ Two ways, one for each kind of work:
   transaction has to span a thread. Measured at 16 concurrent requests on the 2-core target
   machine, a statement handed to a thread cost ~350 us of CPU (hand-off, wake-ups, GIL traffic)
   against ~75 us sent from the loop at the libpq level (``_LoopConnection``).
+
+A small library with a fence around it: it imports Django and psycopg, none of LowRouter's
+apps, and ``__all__`` is its whole interface. Its contract, tested in
+``tests/lib/test_asyncdb_contract.py``:
+
+- ``run_db(fn, *args, **kwargs)``: ``fn`` in a worker thread of the loop's default executor,
+  each thread with its own Django connection. A connection the server ended while idle is
+  replaced before use; an ``OperationalError`` or ``InterfaceError`` drops the thread's
+  connection (the next call reconnects) and is raised as ``DatabaseUnavailable``; any other
+  error is raised as it is.
+- ``fetch_one_on_loop(sql, params, *, finish_if_cancelled=False)``: one autocommit statement on
+  the loop's own connections (PostgreSQL only), at most ``LOWROUTER_LOOP_DB_CONNECTIONS`` at once,
+  first come first served; its first row with Django's types, or None. Lost or unreachable
+  server: ``DatabaseUnavailable``; a failing statement: psycopg's error, connection kept;
+  cancelled: the connection is dropped, unless ``finish_if_cancelled`` (then the statement is
+  seen through and the cancellation raised after). ``close_loop_connections()`` closes them.
+- ``statements_on_loop()``: whether the configured database takes the loop path.
+- ``refresh_in_background(name, fn)``: at most one reload of an in-process copy at a time per
+  loop, a failure logged once and not retried for ``REFRESH_RETRY_S``; copies may be served
+  ``STALE_GRACE_S`` past their interval meanwhile.
 """
 
 import asyncio
@@ -19,7 +39,7 @@ import select
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 import psycopg
 from django.conf import settings
@@ -33,6 +53,17 @@ from django.db import (
 )
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
+
+__all__ = [
+    "REFRESH_RETRY_S",
+    "STALE_GRACE_S",
+    "DatabaseUnavailable",
+    "close_loop_connections",
+    "fetch_one_on_loop",
+    "refresh_in_background",
+    "run_db",
+    "statements_on_loop",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +87,11 @@ def _drop_connection() -> None:
     connection.savepoint_ids = []
 
 
-def _closed_by_server(raw: psycopg.Connection | psycopg.AsyncConnection) -> bool:
+class _Socket(Protocol):
+    def fileno(self) -> int: ...
+
+
+def _closed_by_server(raw: _Socket) -> bool:
     """A PostgreSQL connection the server ended while it sat idle (a restart, an idle timeout,
     pg_terminate_backend) has the server's goodbye or end-of-file waiting on its socket, and
     nothing else: this gateway never LISTENs. Finding it costs a zero-timeout select instead of a
@@ -196,7 +231,7 @@ class _LoopConnection:
         pgconn, loop, fd = self.pgconn, asyncio.get_running_loop(), self.fileno()
         while pgconn.flush():
             writable = loop.create_future()
-            loop.add_writer(fd, lambda w=writable: w.done() or w.set_result(None))
+            loop.add_writer(fd, _set_done, writable)
             try:
                 await writable
             finally:
@@ -239,6 +274,11 @@ class _LoopConnection:
         except KeyError:
             error = psycopg.DatabaseError
         raise error(message)
+
+
+def _set_done(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 _statements: dict[str, tuple[bytes, bytes]] = {}
@@ -368,8 +408,9 @@ async def fetch_one_on_loop(
         raise DatabaseUnavailable(exc.__class__.__name__) from exc
     except psycopg.Error:
         # The statement failed on its own (its transaction rolled back); the connection is as
-        # good as before.
-        pool.idle.append(conn)
+        # good as before. (None: opening it failed, so there is nothing to keep.)
+        if conn is not None:
+            pool.idle.append(conn)
         raise
     except BaseException:
         # Cancelled mid-statement: the connection may still owe a result; never reuse it.

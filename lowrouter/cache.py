@@ -9,6 +9,7 @@ Everything is shared again as soon as Redis answers. Money never depends on Redi
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
@@ -41,7 +42,7 @@ class ResilientRedisCache(RedisCache):
             _warn("get")
             return default
 
-    def get_many(self, keys: list[str], version: int | None = None) -> dict:
+    def get_many(self, keys: Iterable[str], version: int | None = None) -> dict:
         try:
             return super().get_many(keys, version)
         except _UNREACHABLE:
@@ -80,7 +81,7 @@ class ResilientRedisCache(RedisCache):
             _warn("delete")
             return False
 
-    def delete_many(self, keys: list[str], version: int | None = None) -> None:
+    def delete_many(self, keys: Iterable[str], version: int | None = None) -> None:
         try:
             super().delete_many(keys, version)
         except _UNREACHABLE:

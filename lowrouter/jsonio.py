@@ -18,6 +18,12 @@ def loads(data: bytes | str) -> object:
         return json.loads(data)
 
 
+def as_object(value: object) -> dict:
+    """``value`` if it is a JSON object, else an empty one (for JSON from outside, where a field
+    expected to hold an object may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
 def dumps(obj: object, default: Callable[[object], object] | None = None) -> bytes:
     """Compact UTF-8 JSON."""
     try:

@@ -10,10 +10,11 @@ on every attribute access, so the helpers look it up once per call.)
 
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import Model
+from django.db.models import Field, Model
 
 
 @cache
@@ -49,22 +50,38 @@ def execute(sql: str, params: Sequence) -> int:
         return cur.rowcount
 
 
+def _column_field(model: type[Model], name: str) -> Field:
+    """The model field behind a column name (never a reverse relation: those have no column)."""
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field), f"{name} is not a column of {model.__name__}"
+    return field
+
+
+def _db_column(field: Field) -> str:
+    assert field.column is not None  # set on every concrete field when its model is built
+    return field.column
+
+
 @cache
 def _insert_sql(model: type[Model], columns: tuple[str, ...], vendor: str) -> str:
-    quoted = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in columns)
+    quoted = ", ".join(
+        connection.ops.quote_name(_db_column(_column_field(model, c))) for c in columns
+    )
     marks = ", ".join(["%s"] * len(columns))
-    pk = connection.ops.quote_name(model._meta.pk.column)
+    assert model._meta.pk is not None  # every concrete model has one
+    pk = connection.ops.quote_name(_db_column(model._meta.pk))
     return f"INSERT INTO {table(model)} ({quoted}) VALUES ({marks}) RETURNING {pk}"
 
 
-def insert_row(model: type[Model], values: dict) -> object:
+def insert_row(model: type[Model], values: dict) -> Any:
     """INSERT one row, each value prepared by its field as the ORM does; return the primary key."""
     columns = tuple(values)
     params = [
-        model._meta.get_field(name).get_db_prep_save(value, connection)
+        _column_field(model, name).get_db_prep_save(value, connection)
         for name, value in values.items()
     ]
     row = fetch_one(_insert_sql(model, columns, connection.vendor), params)
+    assert row is not None  # INSERT ... RETURNING gives its row
     return row[0]
 
 
@@ -87,7 +104,7 @@ def _converters(model: type[Model], names: tuple[str, ...]) -> tuple[list, objec
     db = connections[DEFAULT_DB_ALIAS]
     result = []
     for name in names:
-        field = model._meta.get_field(name)
+        field = _column_field(model, name)
         column = field.get_col(model._meta.db_table)
         result.append((column, db.ops.get_db_converters(column) + field.get_db_converters(db)))
     return result, db

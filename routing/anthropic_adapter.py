@@ -328,7 +328,7 @@ def from_messages_response(data: dict, *, model: str) -> dict:
 
 def error_to_openai(data: dict) -> dict:
     """A Messages error body (``{"type": "error", "error": {...}}``) in the OpenAI shape."""
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    error = jsonio.as_object(data.get("error"))
     kind = str(error.get("type") or "api_error")
     return {
         "error": {
@@ -376,7 +376,7 @@ class StreamTranslator:
     def feed(self, event: str | None, data: dict) -> list[dict]:
         kind = data.get("type") or event
         if kind == "message_start":
-            message = data.get("message") if isinstance(data.get("message"), dict) else {}
+            message = jsonio.as_object(data.get("message"))
             self.id = str(message.get("id") or "")
             if isinstance(message.get("usage"), dict):
                 self.usage.update(message["usage"])
@@ -389,7 +389,7 @@ class StreamTranslator:
             if isinstance(data.get("usage"), dict):
                 # Counts here are cumulative for the message: they replace the earlier ones.
                 self.usage.update(data["usage"])
-            delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+            delta = jsonio.as_object(data.get("delta"))
             return [self._chunk({}, finish_reason(delta.get("stop_reason")))]
         if kind == "message_stop":
             return [

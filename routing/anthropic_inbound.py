@@ -10,7 +10,7 @@ Messages to an upstream.
 Pure translation apart from ``create_message``; nothing here stores or logs message text.
 """
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -271,11 +271,11 @@ def to_chat_request(body: object) -> dict:
 
 
 def _usage(usage: object) -> dict:
-    usage = usage if isinstance(usage, dict) else {}
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    usage = jsonio.as_object(usage)
+    cached = jsonio.as_object(usage.get("prompt_tokens_details")).get("cached_tokens", 0)
     cached = cached if isinstance(cached, int) else 0
-    prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
+    prompt = usage.get("prompt_tokens")
+    prompt = prompt if isinstance(prompt, int) else 0
     output = usage.get("completion_tokens")
     return {
         # Messages counts cache reads apart from the other input tokens.
@@ -289,20 +289,23 @@ def _usage(usage: object) -> dict:
 def to_message(completion: dict) -> dict:
     """A ``chat.completion`` as a Messages ``message`` (first choice; Messages has one)."""
     choices = completion.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    choice = jsonio.as_object(choices[0])
+    message = jsonio.as_object(choice.get("message"))
     content: list[dict] = []
     if isinstance(message.get("content"), str) and message["content"]:
         content.append({"type": "text", "text": message["content"]})
     content += anthropic_adapter.tool_use_blocks(message.get("tool_calls"))
     lowrouter = completion.get("lowrouter") or {}
+    finish = choice.get("finish_reason")
     out = {
         "id": "msg_" + str(lowrouter.get("generation_id") or completion.get("id") or ""),
         "type": "message",
         "role": "assistant",
         "model": completion.get("model"),
         "content": content,
-        "stop_reason": STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
+        "stop_reason": STOP_REASONS.get(finish, "end_turn")
+        if isinstance(finish, str)
+        else "end_turn",
         "stop_sequence": None,
         "usage": _usage(completion.get("usage")),
     }
@@ -334,7 +337,7 @@ class StreamTranslator:
         if self.started:
             return []
         self.started = True
-        message = {
+        message: dict[str, object] = {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",
@@ -374,11 +377,12 @@ class StreamTranslator:
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta = jsonio.as_object(choice.get("delta"))
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if self.block is None or self.block_kind != "text":
                     out += self._open_block("text", {"type": "text", "text": ""})
+                assert self.block is not None  # a text block is open now
                 out.append(self._delta(self.block, {"type": "text_delta", "text": text}))
             for call in delta.get("tool_calls") or []:
                 out += self._tool_call(call)
@@ -391,7 +395,7 @@ class StreamTranslator:
             return []
         out: list[bytes] = []
         index = call.get("index", 0)
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = jsonio.as_object(call.get("function"))
         if index not in self.tool_blocks:
             block = {
                 "type": "tool_use",
@@ -400,9 +404,15 @@ class StreamTranslator:
                 "input": {},
             }
             out += self._open_block("tool_use", block)
+            assert self.block is not None  # the tool_use block just opened
             self.tool_blocks[index] = self.block
         arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments and self.tool_blocks[index] == self.block:
+        if (
+            isinstance(arguments, str)
+            and arguments
+            and self.block is not None
+            and self.tool_blocks[index] == self.block
+        ):
             delta = {"type": "input_json_delta", "partial_json": arguments}
             out.append(self._delta(self.block, delta))
         return out
@@ -427,8 +437,8 @@ class StreamTranslator:
 
 
 async def translate_stream(
-    chunks: AsyncIterator[bytes], translator: StreamTranslator
-) -> AsyncIterator[bytes]:
+    chunks: AsyncGenerator[bytes, None], translator: StreamTranslator
+) -> AsyncGenerator[bytes, None]:
     """The gateway's SSE stream as Messages events, one write per write of the gateway (the
     chunk cadence is kept). Closing this closes the gateway's stream, which settles."""
     async with aclosing(chunks) as source:
@@ -488,8 +498,8 @@ async def create_message(
         return error_reply(invalid_request("The JSON body is nested too deeply."), headers)
     except ValueError as exc:
         return error_reply(invalid_request(f"The body is not valid JSON: {exc}"), headers)
-    except ApiError as err:
-        return error_reply(err, headers)
+    except ApiError as refused:
+        return error_reply(refused, headers)
     reply = await chat_completion(
         authorization=authorization,
         raw_body=jsonio.dumps(chat),
@@ -508,5 +518,6 @@ async def create_message(
         err = err if isinstance(err, dict) else {}
         body = error_body(reply.status, str(err.get("code") or ""), str(err.get("message") or ""))
     else:
+        assert isinstance(answer, dict)  # a successful reply's body is a JSON object
         body = to_message(answer)
     return Reply(reply.status, out_headers, jsonio.dumps(body))

@@ -142,6 +142,7 @@ async def _relay_watching(reply: Reply, send: Send, receive: Receive) -> None:
     wait that grows with the loop's load, and every stream's first byte paid it)."""
     exchange = _Exchange()
     relaying = asyncio.current_task()
+    assert relaying is not None  # the server calls the application in a task
 
     def on_disconnect(watch: asyncio.Task) -> None:
         if watch.cancelled() or watch.exception() is not None:

@@ -201,7 +201,8 @@ def parse_constraints(body: dict, model: str, region_header: str | None) -> Requ
     providers: set[str] | None = None
     sources: list[str] = []
     if "provider" in route:
-        providers, _ = {route["provider"]}, sources.append("route.provider")
+        providers = {route["provider"]}
+        sources.append("route.provider")
     if "only" in prov:
         only = set(prov["only"])
         if providers is not None and not providers & only:

@@ -40,7 +40,8 @@ class ApiError(Exception):
         return Reply(self.status, headers, jsonio.dumps(self.body()))
 
     def response(self, extra_headers: dict[str, str] | None = None) -> HttpResponse:
-        return self.reply(extra_headers).as_django()
+        reply = self.reply(extra_headers)  # never a stream
+        return HttpResponse(reply.body, status=reply.status, headers=reply.headers)
 
 
 _DEFAULT_TYPES = {

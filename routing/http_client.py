@@ -40,6 +40,10 @@ cookies, credentials in the URL, ``Expect: 100-continue``, brotli or zstd bodies
 It never retries: a POST is not replayed, not even when a pooled connection turns out to have
 been closed by the peer at the moment it was reused (the caller's failover decides). It logs
 nothing, so no request or response content can end up in a log.
+
+A small library with a fence around it: it imports the standard library and httptools, none of
+LowRouter's apps, and ``__all__`` is its whole interface. Every behaviour above is tested in
+``tests/lib/test_http_client_contract.py``, on asyncio and uvloop.
 """
 
 from __future__ import annotations
@@ -55,6 +59,21 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httptools
+
+__all__ = [
+    "HIGH_WATER",
+    "KEEPALIVE_EXPIRY",
+    "MAX_IDLE_PER_KEY",
+    "ClientError",
+    "ConnectFailed",
+    "ConnectionCut",
+    "MalformedResponse",
+    "Response",
+    "Timeout",
+    "close_pools",
+    "pool_loops",
+    "post",
+]
 
 # Body bytes buffered unread before the socket stops being read. A read takes everything
 # buffered, so reading resumes at the next read (the low-water mark is zero).
@@ -160,8 +179,9 @@ async def _resolve(loop: asyncio.AbstractEventLoop, target: _Target) -> list[tup
     infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     addresses: list[tuple[int, str]] = []
     for family, _type, _proto, _name, sockaddr in infos:
-        if (family, sockaddr[0]) not in addresses:
-            addresses.append((family, sockaddr[0]))
+        address = str(sockaddr[0])  # an IPv4 or IPv6 address: a str already
+        if (family, address) not in addresses:
+            addresses.append((family, address))
     if not addresses:
         raise ConnectFailed(f"No address for {target.host}.")
     _dns[key] = (now + DNS_TTL, addresses)
@@ -340,6 +360,7 @@ class _Connection(asyncio.Protocol):
             self._finish()
         elif resp._size > HIGH_WATER and not self.paused:
             self.paused = True
+            assert self.transport is not None  # bytes arrive through it
             self.transport.pause_reading()
         waiter = resp._waiter
         if waiter is not None and not waiter.done():
@@ -394,6 +415,7 @@ class _Connection(asyncio.Protocol):
             self.informational = True  # 1xx: the real response follows
             return
         resp = self.resp
+        assert resp is not None  # httptools calls back from data_received, which has one
         resp.status = status
         resp._raw = headers
         encoding = headers.get(b"content-encoding")
@@ -413,6 +435,7 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         resp = self.resp
+        assert resp is not None  # as in on_headers_complete
         resp._chunks.append(body)
         resp._size += len(body)
 
@@ -434,6 +457,7 @@ class _Connection(asyncio.Protocol):
         self.last_data = _monotonic()
         waiter = self.headers_waiter = self.loop.create_future()
         self.timer = self.loop.call_later(max(first_byte_delay, 0.0), self._first_byte_late)
+        assert self.transport is not None  # connected, and not aborted (a pooled one is open)
         self.transport.write(data)
         try:
             await waiter
@@ -482,11 +506,13 @@ class _Connection(asyncio.Protocol):
             self.paused = False
             self.last_data = _monotonic()  # the silence while paused was ours
             if not self.closed:
+                assert self.transport is not None  # only abort() drops it, and closes
                 self.transport.resume_reading()
 
     def _finish(self) -> None:
         """The response is complete: it keeps its body; the connection is free."""
         resp = self.resp
+        assert resp is not None and self.transport is not None  # called from data_received
         self.resp = None
         self.complete = False
         self._cancel_timer()
@@ -572,7 +598,8 @@ class Response:
         self._waiter: asyncio.Future | None = None
         self._done = False
         self._exc: ClientError | None = None
-        self._decoder = None
+        # A zlib decompressor, or the name of a coding we cannot decode (refused on read).
+        self._decoder: zlib._Decompress | str | None = None
         self._inflate_tail = b""
         self._zlib_fallback = False
 
@@ -629,6 +656,7 @@ class Response:
                     return decoder.flush()
                 return b""
             conn = self._conn
+            assert conn is not None  # it goes only once the body is done or failed
             waiter = self._waiter = conn.loop.create_future()
             conn.arm_idle_timer()
             try:
@@ -694,6 +722,7 @@ class Response:
             self._inflate_tail = b""
             self._decoder = None
             raise MalformedResponse(f"Unsupported Content-Encoding: {decoder}.")
+        assert decoder is not None  # read_chunk inflates only a body with a coding
         if self._inflate_tail:
             data = self._inflate_tail + data
         try:

@@ -171,9 +171,9 @@ _MODEL = {
     "properties": {"id": {"type": "string"}, "object": {"type": "string"}},
 }
 
-_BEARER = [{"bearer": []}]
-_KEY_OR_BEARER = [{"anthropicKey": []}, {"bearer": []}]
-_OPTIONAL_BEARER = [{"bearer": []}, {}]
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_KEY_OR_BEARER: list[dict[str, list[str]]] = [{"anthropicKey": []}, {"bearer": []}]
+_OPTIONAL_BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 
 
 def build_openapi() -> dict:

@@ -2,13 +2,13 @@
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from catalog.models import ProviderStatus
+from catalog.models import Provider, ProviderStatus
 from catalog.snapshot import get_snapshot
 from routing.errors import ApiError
 from routing.health import read_health
 
 
-def provider_to_api(provider: object, regions: list[str], health: dict) -> dict:
+def provider_to_api(provider: Provider, regions: list[str], health: dict) -> dict:
     handling = provider.data_handling or {}
     return {
         "id": provider.id,

@@ -7,10 +7,11 @@ object per request measured about 5% of a worker's CPU. The Django view serves t
 through ``as_django()``.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 
 class LastChunk(bytes):
@@ -23,9 +24,9 @@ class Reply:
     status: int
     headers: dict[str, str]  # Content-Type included
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None  # a stream's chunks, each written as it comes
+    stream: AsyncGenerator[bytes, None] | None = None  # a stream's chunks, each written as it comes
 
-    def as_django(self) -> HttpResponse:
+    def as_django(self) -> HttpResponseBase:
         if self.stream is not None:
             return StreamingHttpResponse(self.stream, status=self.status, headers=self.headers)
         return HttpResponse(self.body, status=self.status, headers=self.headers)

@@ -5,6 +5,7 @@ import functools
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 
 from billing.models import Generation
 from billing.money import format_credits, micros_to_credits
@@ -181,7 +182,7 @@ def key_status(request: HttpRequest, key: KeyContext) -> dict:
     return key_spend_status(key)
 
 
-def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
     missing = ApiError(
         404, "not_found", f"No API endpoint at {request.path!r}.", type="not_found_error"
     )

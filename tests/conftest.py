@@ -92,6 +92,14 @@ def end_other_sessions() -> None:
             )
 
 
+@pytest.fixture
+def worker_sessions_ended() -> Iterator[None]:
+    """For tests whose event loops do database work in worker threads: those threads keep
+    sessions the test database cannot be dropped with, so they are ended after the test."""
+    yield
+    end_other_sessions()
+
+
 @pytest.fixture(scope="session")
 def gateway(django_db_setup, django_db_blocker) -> Iterator[LiveGateway]:
     live = LiveGateway().start()

@@ -85,6 +85,18 @@ def test_only_the_owner_can_download_an_invoice(fake_stripe: FakeStripe, buyer: 
     assert stranger.get(f"/billing/invoices/{number}.pdf").status_code == 404
 
 
+def test_the_invoice_list_shows_each_invoice_with_its_gross_amount(
+    fake_stripe: FakeStripe, buyer: User
+) -> None:
+    pay(buyer, "10", 1)
+    invoice = Invoice.objects.get()
+    owner = Client()
+    owner.force_login(buyer)
+    page = owner.get("/billing/invoices").content.decode()
+    assert invoice.number in page
+    assert f"EUR {invoice.gross_cents // 100}.{invoice.gross_cents % 100:02d}" in page
+
+
 def test_pdf_survives_names_outside_latin1(fake_stripe: FakeStripe) -> None:
     user = make_buyer("pl@example.com", country="PL", legal_name="Łódź Spółka 🚀")
     pay(user, "10", 1)

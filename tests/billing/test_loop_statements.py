@@ -1,12 +1,12 @@
 """The request path's statements sent from the event loop (PostgreSQL): the same values as from
-a worker thread, errors raised as psycopg's without losing the connection, and a connection the
-server ended while idle replaced before use."""
+a worker thread, the money statements' commit setting kept to their own transaction, and a
+settlement seen through when its caller is cancelled. asyncdb's own contract (errors, lost
+connections, the connection limit, cancellation) is tested in tests/lib/test_asyncdb_contract.py."""
 
 import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -48,35 +48,6 @@ def test_a_key_reads_the_same_from_the_loop_as_from_a_thread():
     with pytest.raises(AuthError) as caught:
         on_loop(lambda: aauthenticate(header))
     assert caught.value.code == "key_disabled"
-
-
-def test_a_failed_statement_raises_and_the_connection_serves_the_next():
-    async def steps():
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            await asyncdb.fetch_one_on_loop("SELECT 1 / %s", [0])
-        row = await asyncdb.fetch_one_on_loop("SELECT %s::int + 1, pg_backend_pid()", [41])
-        again = await asyncdb.fetch_one_on_loop("SELECT %s::int + 1, pg_backend_pid()", [1])
-        pool = asyncdb._loops[asyncio.get_running_loop()]
-        return row, again, len(pool.idle)
-
-    (answer, pid), (_, pid_again), idle = on_loop(steps)
-    assert answer == 42 and pid == pid_again and idle == 1
-
-
-def test_a_connection_the_server_ended_while_idle_is_replaced():
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-
-    async def steps():
-        _, first = await asyncdb.fetch_one_on_loop("SELECT 1, pg_backend_pid()", [])
-        with psycopg.connect(**params, autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [first])
-        await asyncio.sleep(0.2)
-        _, second = await asyncdb.fetch_one_on_loop("SELECT 1, pg_backend_pid()", [])
-        return first, second
-
-    first, second = on_loop(steps)
-    assert first != second
 
 
 def test_reserve_and_settle_skip_the_flush_wait_without_leaking_it():
@@ -122,99 +93,6 @@ async def _reserve(f, amount_micros: int):
         monthly_limit=None,
         amount_micros=amount_micros,
     )
-
-
-def test_statements_beyond_the_connection_limit_wait_their_turn(settings):
-    settings.LOWROUTER_LOOP_DB_CONNECTIONS = 2
-
-    async def steps():
-        sql = "SELECT pg_backend_pid(), pg_sleep(0.02)::text"
-        tasks = [asyncio.create_task(asyncdb.fetch_one_on_loop(sql, [])) for _ in range(8)]
-        await asyncio.sleep(0.005)
-        tasks[5].cancel()  # a waiter that leaves must not take a slot with it
-        done = await asyncio.gather(*tasks, return_exceptions=True)
-        after = await asyncdb.fetch_one_on_loop("SELECT 1", [])
-        pool = asyncdb._loops[asyncio.get_running_loop()]
-        return done, after, pool.in_use, len(pool.idle)
-
-    done, after, in_use, idle = on_loop(steps)
-    assert isinstance(done[5], asyncio.CancelledError)
-    pids = {row[0] for i, row in enumerate(done) if i != 5}
-    assert len(pids) <= 2
-    assert after == (1,) and in_use == 0 and idle <= 2
-
-
-def _counter() -> str:
-    with connection.cursor() as cur:
-        cur.execute("DROP SEQUENCE IF EXISTS test_statements_run")
-        cur.execute("CREATE SEQUENCE test_statements_run")
-    return "SELECT pg_backend_pid(), pg_sleep(%s)::text, nextval('test_statements_run')"
-
-
-def _statements_run() -> int:
-    with connection.cursor() as cur:
-        cur.execute("SELECT last_value, is_called FROM test_statements_run")
-        value, called = cur.fetchone()
-    return value if called else 0
-
-
-def test_a_statement_asked_to_finish_is_seen_through_before_the_cancellation(settings):
-    """``finish_if_cancelled``: a cancellation while connecting, while queued for a connection
-    or while the answer is owed does not stop the statement; the caller gets the
-    CancelledError once it has run, and the connection is kept for the next statement."""
-    settings.LOWROUTER_LOOP_DB_CONNECTIONS = 1
-    sql = _counter()
-
-    async def cancelled_after(delay: float, statement) -> tuple[float, bool]:
-        task = asyncio.create_task(statement)
-        await asyncio.sleep(delay)
-        started = asyncio.get_running_loop().time()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return asyncio.get_running_loop().time() - started, task.cancelled()
-
-    async def steps():
-        pool = lambda: asyncdb._loops[asyncio.get_running_loop()]  # noqa: E731
-        # Cancelled while the loop's first connection is being opened.
-        await cancelled_after(0, asyncdb.fetch_one_on_loop(sql, [0], finish_if_cancelled=True))
-        (pid,) = {c.pgconn.backend_pid for c in pool().idle}
-        # Cancelled while the answer is owed: raised only once the statement has run.
-        waited, _ = await cancelled_after(
-            0.05, asyncdb.fetch_one_on_loop(sql, [0.3], finish_if_cancelled=True)
-        )
-        # Cancelled while queued behind another statement for the only connection.
-        busy = asyncio.create_task(asyncdb.fetch_one_on_loop(sql, [0.2]))
-        await asyncio.sleep(0.02)
-        _, was_cancelled = await cancelled_after(
-            0.02, asyncdb.fetch_one_on_loop(sql, [0], finish_if_cancelled=True)
-        )
-        await busy
-        return pid, waited, was_cancelled, [c.pgconn.backend_pid for c in pool().idle]
-
-    pid, waited, was_cancelled, idle = on_loop(steps)
-    assert _statements_run() == 4
-    assert waited >= 0.2 and was_cancelled
-    assert idle == [pid]  # the same connection served all four
-
-
-def test_a_statement_not_asked_to_finish_is_abandoned_with_its_connection():
-    sql = _counter()
-
-    async def steps():
-        await asyncdb.fetch_one_on_loop(sql, [0])
-        task = asyncio.create_task(asyncdb.fetch_one_on_loop("SELECT pg_sleep(5)", []))
-        await asyncio.sleep(0.05)
-        started = asyncio.get_running_loop().time()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return asyncio.get_running_loop().time() - started, asyncdb._loops[
-            asyncio.get_running_loop()
-        ].idle
-
-    waited, idle = on_loop(steps)
-    assert waited < 1 and idle == []
 
 
 def test_a_settlement_whose_caller_is_cancelled_is_still_written():

@@ -1,11 +1,11 @@
 """In-process copies (catalogue snapshot, routing policies, slot health) just past their check
 interval are served while one background refresh reloads them; a missing or old copy is still
-reloaded before the request is answered."""
+reloaded before the request is answered. (refresh_in_background itself is tested in
+tests/lib/test_asyncdb_contract.py.)"""
 
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,66 +15,12 @@ from lowrouter import asyncdb
 from routing import health, policies
 from routing.router import aroute_request, snapshot_slots
 from routing.validation import parse_chat_request
-from tests.conftest import end_other_sessions, make_funded
+from tests.conftest import make_funded
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _worker_thread_sessions_end() -> Iterator[None]:
-    """The loops' worker threads keep database sessions the test database cannot be dropped
-    with."""
-    yield
-    end_other_sessions()
-
-
-def test_one_background_refresh_runs_at_a_time():
-    calls: list[int] = []
-    release = threading.Event()
-
-    def reload() -> None:
-        calls.append(1)
-        release.wait(5)
-
-    async def steps() -> int:
-        for _ in range(5):
-            asyncdb.refresh_in_background("copy", reload)
-        running = asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
-        await asyncio.sleep(0.05)
-        during = len(calls)
-        release.set()
-        await running
-        asyncdb.refresh_in_background("copy", reload)  # the next one, once it has finished
-        await asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
-        return during
-
-    assert asyncio.run(steps()) == 1
-    assert len(calls) == 2
-
-
-def test_a_failed_background_refresh_is_logged_once_and_retried_later(caplog):
-    calls: list[int] = []
-
-    def reload() -> None:
-        calls.append(1)
-        raise RuntimeError("cache down")
-
-    async def steps() -> None:
-        key = (asyncio.get_running_loop(), "copy")
-        asyncdb.refresh_in_background("copy", reload)
-        with pytest.raises(RuntimeError):
-            await asyncdb._refreshes[key]
-        for _ in range(5):  # the requests right after it start nothing
-            asyncdb.refresh_in_background("copy", reload)
-        assert asyncdb._refreshes[key].done()
-        asyncdb._refresh_failed_at[key] -= asyncdb.REFRESH_RETRY_S
-        asyncdb.refresh_in_background("copy", reload)
-        with pytest.raises(RuntimeError):
-            await asyncdb._refreshes[key]
-
-    asyncio.run(steps())
-    assert len(calls) == 2
-    assert caplog.text.count("background refresh failed: RuntimeError") == 2
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("worker_sessions_ended"),
+]
 
 
 def _age(seconds: float) -> float:

@@ -1,4 +1,5 @@
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -14,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--verified", action="store_true")
         parser.add_argument("--password", default=None)
 
-    def handle(self, *args: object, **opts: object) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         try:
             credits = Decimal(str(opts["credits"]))
         except InvalidOperation as exc:

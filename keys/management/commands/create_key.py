@@ -1,5 +1,6 @@
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--prefer-low-carbon", action="store_true")
         parser.add_argument("--disabled", action="store_true")
 
-    def handle(self, *args: object, **opts: object) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         user = User.objects.filter(email=str(opts["email"]).lower()).first()
         if user is None:
             raise CommandError(f"No account with email {opts['email']!r}.")

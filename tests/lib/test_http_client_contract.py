@@ -1,5 +1,6 @@
-"""routing.http_client against real servers on 127.0.0.1 (raw asyncio servers that write exactly
-the bytes a test wants, when it wants), on plain asyncio and on uvloop."""
+"""routing.http_client's documented contract (its module docstring), against real servers on
+127.0.0.1: raw asyncio servers that write exactly the bytes a test wants, when it wants, on
+plain asyncio and on uvloop. Runs the same on either database (it uses none)."""
 
 import asyncio
 import datetime
@@ -617,5 +618,230 @@ def test_tls_with_sni_keep_alive_and_certificate_checks(run, tmp_path):
             # The default context does not trust a self-signed certificate.
             with pytest.raises(ConnectFailed):
                 await post(url)
+
+    run(scenario())
+
+
+# --- URLs and request headers ---------------------------------------------------------------
+
+
+def test_a_query_string_is_kept_and_a_bad_url_fails_to_connect(run):
+    async def scenario():
+        async with keep_alive_server(plain(b"x")) as server:
+            resp = await post(server.url("/v1/chat?api-version=2"))
+            await resp.read()
+            assert server.requests[0][0][0] == "POST /v1/chat?api-version=2 HTTP/1.1"
+        for url in (
+            "http://127.0.0.1:99999/v1",  # a port out of range
+            "http:///v1",  # no host
+            "http://127.0.0.1/v1 x",  # whitespace in the request line
+        ):
+            with pytest.raises(ConnectFailed):
+                await post(url)
+
+    run(scenario())
+
+
+def test_a_host_name_is_resolved_and_the_next_address_tried_when_one_refuses(run):
+    """``localhost`` may resolve to ::1 first, where nothing listens: 127.0.0.1 is then
+    tried. The Host header keeps the name."""
+
+    async def scenario():
+        async with keep_alive_server(plain(b"x")) as server:
+            for _ in range(2):  # the second from the name cache
+                resp = await post(server.url(host="localhost"))
+                assert await resp.read() == b"x"
+            assert server.requests[0][0][1] == f"Host: localhost:{server.port}"
+
+    run(scenario())
+
+
+def test_a_non_ascii_host_is_sent_as_idna_and_fails_to_connect_when_unknown(run):
+    with pytest.raises(ConnectFailed):
+        run(post("http://bücher.invalid/v1/chat/completions"))
+
+
+def test_header_values_with_a_line_break_are_refused_before_anything_is_sent(run):
+    async def scenario():
+        async with keep_alive_server(plain(b"x")) as server:
+            with pytest.raises(ValueError):
+                await post(server.url(), headers={"X-Evil": "a\r\nX-Injected: 1"})
+            assert server.connections == 0
+
+    run(scenario())
+
+
+# --- Response heads -------------------------------------------------------------------------
+
+
+def test_repeated_headers_are_joined_and_names_are_case_insensitive(run):
+    async def scenario():
+        async with keep_alive_server(plain(b"x", "Set-Thing: a", "set-thing: b")) as server:
+            resp = await post(server.url())
+            assert resp.header("SET-THING") == "a, b" and resp.headers["set-thing"] == "a, b"
+            assert resp.header("x-absent") is None
+            await resp.read()
+
+    run(scenario())
+
+
+def test_an_informational_response_is_skipped_for_the_real_one(run):
+    async def scenario():
+        async with keep_alive_server(b"HTTP/1.1 100 Continue\r\n\r\n" + plain(b"x")) as server:
+            resp = await post(server.url())
+            assert resp.status == 200 and await resp.read() == b"x"
+
+    run(scenario())
+
+
+def test_a_protocol_switch_is_malformed(run):
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+
+    async def scenario():
+        async with keep_alive_server(switch) as server:
+            with pytest.raises(MalformedResponse):
+                await post(server.url())
+
+    run(scenario())
+
+
+# --- The pool's limits ----------------------------------------------------------------------
+
+
+def test_an_idle_connection_past_the_keepalive_expiry_is_not_reused(run, monkeypatch):
+    monkeypatch.setattr(http_client, "KEEPALIVE_EXPIRY", 0.05)
+
+    async def scenario():
+        async with keep_alive_server(plain(b"x")) as server:
+            for _ in range(2):
+                resp = await post(server.url())
+                await resp.read()
+                await asyncio.sleep(0.1)
+            assert server.connections == 2
+
+    run(scenario())
+
+
+def test_at_most_max_idle_per_key_connections_are_kept(run, monkeypatch):
+    monkeypatch.setattr(http_client, "MAX_IDLE_PER_KEY", 1)
+
+    async def scenario():
+        async with keep_alive_server(plain(b"x")) as server:
+
+            async def one():
+                resp = await post(server.url())
+                return await resp.read()
+
+            await asyncio.gather(one(), one())
+            assert server.connections == 2
+            await asyncio.gather(one(), one())  # one kept, one new
+            assert server.connections == 3
+
+    run(scenario())
+
+
+def test_a_complete_response_released_unread_leaves_its_connection_pooled(run):
+    async def scenario():
+        async with keep_alive_server(plain(b"x" * 1000)) as server:
+            resp = await post(server.url())
+            while not resp.complete:
+                await asyncio.sleep(0.01)
+            resp.release()  # nothing read: the body had arrived, so the connection is free
+            resp = await post(server.url())
+            assert await resp.read() == b"x" * 1000
+            assert server.connections == 1
+
+    run(scenario())
+
+
+def test_bytes_arriving_on_an_idle_connection_keep_it_out_of_the_pool(run):
+    async def handler(reader, writer):
+        await server.read_request(reader)
+        writer.write(plain(b"x"))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\n")  # nobody asked
+        await writer.drain()
+        await server.read_request(reader)
+
+    server = Server(handler)
+
+    async def scenario():
+        async with server:
+            resp = await post(server.url())
+            assert await resp.read() == b"x"
+            await asyncio.sleep(0.2)
+            resp = await post(server.url())  # handled by a second connection
+            await resp.read()
+            assert server.connections == 2
+
+    run(scenario())
+
+
+def test_junk_after_a_complete_response_keeps_the_response_but_not_the_connection(run):
+    async def scenario():
+        async with keep_alive_server(plain(b"x") + b"\x00junk") as server:
+            resp = await post(server.url())
+            assert await resp.read() == b"x"
+            resp = await post(server.url())
+            assert await resp.read() == b"x"
+            assert server.connections == 2
+
+    run(scenario())
+
+
+def test_closing_the_pools_closes_the_idle_connections(run):
+    async def scenario():
+        async with keep_alive_server(plain(b"x")) as server:
+            resp = await post(server.url())
+            await resp.read()
+            await http_client.close_pools()
+            await server.wait_ended()
+            resp = await post(server.url())  # a new pool, a new connection
+            await resp.read()
+            assert server.connections == 2
+
+    run(scenario())
+
+
+# --- Connect timeout ------------------------------------------------------------------------
+
+
+def test_a_tls_handshake_that_never_completes_is_a_connect_timeout(run):
+    async def silent(reader, writer):
+        await reader.read()  # accepts TCP, never answers the TLS hello
+
+    server = Server(silent)
+
+    async def scenario():
+        async with server:
+            started = time.monotonic()
+            with pytest.raises(Timeout):
+                await post(server.url(scheme="https"), connect_timeout=0.2)
+            assert time.monotonic() - started < 2
+
+    run(scenario())
+
+
+def test_a_connection_in_use_when_the_pools_close_is_closed_when_its_response_ends(run):
+    async def handler(reader, writer):
+        while await server.read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nx")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(b"y")
+            await writer.drain()
+
+    server = Server(handler)
+
+    async def scenario():
+        async with server:
+            resp = await post(server.url())
+            await http_client.close_pools()
+            assert await resp.read() == b"xy"
+            await server.wait_ended()
+            resp = await post(server.url())
+            assert await resp.read() == b"xy"
+            assert server.connections == 2
 
     run(scenario())
