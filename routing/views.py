@@ -30,7 +30,7 @@ def chat_completions(request: HttpRequest) -> HttpResponse:
     return _method_not_allowed("POST")
 
 
-def anthropic_messages(request: HttpRequest) -> HttpResponse:
+def anthropic_messages(request: HttpRequest) -> HttpResponseBase:
     """``chat_completions`` for Anthropic's Messages path: the 405 in Messages' shape."""
     request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
     refused = ApiError(405, "method_not_allowed", "Use POST on this endpoint.")
