@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "billing",
     "routing",
     "docs_site",
+    "devtools",
 ]
 
 MIDDLEWARE = [

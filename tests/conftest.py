@@ -22,12 +22,12 @@ from accounts.models import User
 from billing.accounts import create_account
 from catalog.models import Currency, Model, Offering, Provider
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
+from devtools.demo_upstream import DemoConfig, DemoUpstream
 from keys.actions import create_key
 from keys.models import ApiKey
 from lowrouter import asyncdb
 from routing import http_client
 from routing import upstream as upstream_client
-from routing.demo_upstream import DemoConfig, DemoUpstream
 from routing.health import reset_health
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
-from routing.demo_upstream import DemoConfig, DemoUpstream
+from devtools.demo_upstream import DemoConfig, DemoUpstream
 from routing.health import reset_health
 from routing.policies import reset_policies
 from tests.conftest import Funded, add_model, add_offering, add_provider, make_funded
