@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing.models import Generation
 from catalog import prices
-from catalog.catalogue import sync_catalogue
+from catalog.catalogue_sync import sync_catalogue
 from catalog.models import (
     FeeChangeStatus,
     Model,
