@@ -8,7 +8,8 @@ from payments_helpers import FakeStripe, make_buyer, post_event, session_event
 from accounts.audit import AuditEntry
 from accounts.models import User
 from billing.checkout import start_checkout
-from billing.invoices import reissue_invoice, render_invoice_pdf
+from billing.invoice_documents import render_invoice_pdf
+from billing.invoices import reissue_invoice
 from billing.models import Invoice, TopUp
 
 pytestmark = pytest.mark.django_db
