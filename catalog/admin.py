@@ -5,17 +5,20 @@ reaches every gateway process within the snapshot's check interval. Provider cre
 write-only: the form takes a new value and stores it encrypted; nothing ever renders it back.
 """
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.utils import timezone
 
 from catalog import fx, prices
-from catalog.credentials import set_credential
+from catalog.credentials import resolve_credential, set_credential
 from catalog.models import (
     FeeChangeStatus,
     FxIngestRun,
@@ -142,8 +145,6 @@ class ProviderAdmin(CatalogWriteMixin, admin.ModelAdmin):
 
     @admin.display(boolean=True, description="credential set")
     def credential_configured(self, obj: Provider) -> bool:
-        from catalog.credentials import resolve_credential
-
         return bool(resolve_credential(obj)) or not obj.requires_credential
 
     @admin.action(description="Soft-disable (listed, not routable)")
@@ -280,11 +281,6 @@ class PlatformFeeChangeForm(ModelForm):
         data = super().clean()
         model, new_fee, when = data.get("model"), data.get("new_fee"), data.get("effective_at")
         if model and new_fee is not None and when:
-            from datetime import timedelta
-
-            from django.conf import settings
-            from django.utils import timezone
-
             days = settings.LOWROUTER_FEE_NOTICE_DAYS
             if new_fee > model.platform_fee_per_1m and when < timezone.now() + timedelta(days=days):
                 self.add_error(
