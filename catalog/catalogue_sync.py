@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from catalog import prices
+from catalog import price_changes
 from catalog.catalogue import read_catalogue, validate_catalogue
 from catalog.models import Model, Offering, Provider
 from catalog.snapshot import mark_catalog_changed
@@ -71,7 +71,7 @@ def sync_catalogue(path: Path | str, *, approve_prices: bool = False) -> SyncRep
     """Upsert the providers, models and offerings of a catalogue file, all or nothing.
 
     New offerings take their prices at once. A price change on an existing offering goes through
-    ``catalog.prices.propose_price`` (bounds, history, approval above the threshold) unless
+    ``catalog.price_changes.propose_price`` (bounds, history, approval above the threshold) unless
     ``approve_prices`` says the operator already approved the file. A platform fee increase is
     scheduled ahead, never applied on the spot.
     """
@@ -89,7 +89,7 @@ def sync_catalogue(path: Path | str, *, approve_prices: bool = False) -> SyncRep
                 model.platform_fee_per_1m = m["fee"]
                 model.save(update_fields=["platform_fee_per_1m"])
             elif model.platform_fee_per_1m != m["fee"]:
-                if prices.propose_platform_fee(model=model, new_fee=m["fee"], source=source):
+                if price_changes.propose_platform_fee(model=model, new_fee=m["fee"], source=source):
                     report.fees_scheduled += 1
                 if outcome == "unchanged":
                     outcome = "updated"
@@ -114,7 +114,7 @@ def _sync_offering(
         offering = Offering.objects.create(
             model=model, provider_id=o["provider"], region=o["region"], **values, **o["prices"]
         )
-        prices.record_initial_price(offering=offering, source=source)
+        price_changes.record_initial_price(offering=offering, source=source)
         return "created"
     changed = [k for k, v in values.items() if getattr(offering, k) != v]
     # "enabled" is also the operator's soft-disable switch: a file can disable an offering
@@ -125,11 +125,11 @@ def _sync_offering(
         setattr(offering, key, values[key])
     if changed:
         offering.save(update_fields=[*changed, "updated_at"])
-    outcome = prices.propose_price(
+    outcome = price_changes.propose_price(
         offering=offering, source=source, auto_approve=approve_prices, **o["prices"]
     )
-    if outcome == prices.ProposalOutcome.PENDING:
+    if outcome == price_changes.ProposalOutcome.PENDING:
         report.prices_pending += 1
-    if changed or outcome == prices.ProposalOutcome.APPLIED:
+    if changed or outcome == price_changes.ProposalOutcome.APPLIED:
         return "updated"
     return "unchanged"

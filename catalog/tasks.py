@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from catalog import prices
+from catalog import price_changes
 from catalog.catalogue import CatalogueError
 from catalog.catalogue_sync import sync_catalogue
 from catalog.fx_ingest import ingest_fx, refresh_freshness
@@ -32,9 +32,9 @@ def daily_ingest() -> dict[str, object]:
         result["catalogue_error"] = str(exc)
     result["price_lists"] = [
         {"provider": r.provider, "applied": r.applied, "pending": r.pending, "error": r.error}
-        for r in prices.ingest_price_lists()
+        for r in price_changes.ingest_price_lists()
     ]
-    result["fees_applied"] = prices.apply_due_fee_changes()
+    result["fees_applied"] = price_changes.apply_due_fee_changes()
     return result
 
 
