@@ -19,7 +19,7 @@ import uvicorn
 from django.db import connection
 
 from accounts.models import User
-from billing.accounts import create_account
+from billing.onboarding import create_account
 from catalog.models import Currency, Model, Offering, Provider
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
 from devtools.demo_upstream import DemoConfig, DemoUpstream

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import AuditEntry
-from billing.accounts import create_account
+from billing.onboarding import create_account
 from keys.actions import KeyPolicyError, create_key, revoke_key, update_key
 from keys.auth import AuthError, authenticate
 from keys.models import ApiKey

@@ -2,7 +2,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.accounts import create_account
+from billing.onboarding import create_account
 
 
 class Command(BaseCommand):
