@@ -21,7 +21,6 @@ SHOT_DIR = Path(os.environ.get("LOWROUTER_SCREENSHOT_DIR", "/tmp/lowrouter-scree
 
 @pytest.fixture
 def site(transactional_db, settings, live_server):
-    settings.ROOT_URLCONF = "pages_urls"
     settings.LOWROUTER_FX_BUFFER_PERCENT = Decimal("3.0")
     settings.LOWROUTER_FX_FLOORS = {"USD": "1.0"}
     reset_snapshot()

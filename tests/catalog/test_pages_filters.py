@@ -12,7 +12,6 @@ from catalog.snapshot import get_snapshot, reset_snapshot
 
 @pytest.fixture
 def models(db, settings) -> list:
-    settings.ROOT_URLCONF = "pages_urls"
     settings.LOWROUTER_FX_BUFFER_PERCENT = Decimal("3.0")
     settings.LOWROUTER_FX_FLOORS = {"USD": "1.0"}
     reset_snapshot()
