@@ -72,7 +72,7 @@ class LiveGateway:
 
     def stop(self) -> None:
         # Close the pooled upstream and database connections on their own loop before it ends.
-        for loop in {*http_client.pool_loops(), *asyncdb._loops}:
+        for loop in {*http_client.pool_loops(), *asyncdb.connection_loops()}:
             if loop.is_running():
                 for close in (upstream_client.close_sessions, asyncdb.close_loop_connections):
                     future = asyncio.run_coroutine_threadsafe(close(), loop)

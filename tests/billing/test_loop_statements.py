@@ -56,8 +56,7 @@ def test_a_failed_statement_raises_and_the_connection_serves_the_next():
             await asyncdb.fetch_one_on_loop("SELECT 1 / %s", [0])
         row = await asyncdb.fetch_one_on_loop("SELECT %s::int + 1, pg_backend_pid()", [41])
         again = await asyncdb.fetch_one_on_loop("SELECT %s::int + 1, pg_backend_pid()", [1])
-        pool = asyncdb._loops[asyncio.get_running_loop()]
-        return row, again, len(pool.idle)
+        return row, again, len(asyncdb.loop_connections_state().idle_pids)
 
     (answer, pid), (_, pid_again), idle = on_loop(steps)
     assert answer == 42 and pid == pid_again and idle == 1
@@ -89,14 +88,14 @@ def test_reserve_and_settle_skip_the_flush_wait_without_leaking_it():
 
     async def steps():
         hold = await _reserve(f, 1_000)
-        pool = asyncdb._loops[asyncio.get_running_loop()]
-        assert len(pool.idle) == 1  # every statement here goes to the same connection
+        # every statement here goes to the same connection
+        assert len(asyncdb.loop_connections_state().idle_pids) == 1
         after_reserve = await asyncdb.fetch_one_on_loop(_COMMIT_SETTING, [])
         outcome = Settlement(
             requested_model="demo/echo-small", status="ok", created_at=timezone.now()
         )
         await asettle_generation(hold=hold, outcome=outcome)
-        assert len(pool.idle) == 1
+        assert len(asyncdb.loop_connections_state().idle_pids) == 1
         after_settle = await asyncdb.fetch_one_on_loop(_COMMIT_SETTING, [])
         return after_reserve, after_settle
 
@@ -134,8 +133,8 @@ def test_statements_beyond_the_connection_limit_wait_their_turn(settings):
         tasks[5].cancel()  # a waiter that leaves must not take a slot with it
         done = await asyncio.gather(*tasks, return_exceptions=True)
         after = await asyncdb.fetch_one_on_loop("SELECT 1", [])
-        pool = asyncdb._loops[asyncio.get_running_loop()]
-        return done, after, pool.in_use, len(pool.idle)
+        state = asyncdb.loop_connections_state()
+        return done, after, state.in_use, len(state.idle_pids)
 
     done, after, in_use, idle = on_loop(steps)
     assert isinstance(done[5], asyncio.CancelledError)
@@ -175,10 +174,9 @@ def test_a_statement_asked_to_finish_is_seen_through_before_the_cancellation(set
         return asyncio.get_running_loop().time() - started, task.cancelled()
 
     async def steps():
-        pool = lambda: asyncdb._loops[asyncio.get_running_loop()]  # noqa: E731
         # Cancelled while the loop's first connection is being opened.
         await cancelled_after(0, asyncdb.fetch_one_on_loop(sql, [0], finish_if_cancelled=True))
-        (pid,) = {c.pgconn.backend_pid for c in pool().idle}
+        (pid,) = asyncdb.loop_connections_state().idle_pids
         # Cancelled while the answer is owed: raised only once the statement has run.
         waited, _ = await cancelled_after(
             0.05, asyncdb.fetch_one_on_loop(sql, [0.3], finish_if_cancelled=True)
@@ -190,7 +188,7 @@ def test_a_statement_asked_to_finish_is_seen_through_before_the_cancellation(set
             0.02, asyncdb.fetch_one_on_loop(sql, [0], finish_if_cancelled=True)
         )
         await busy
-        return pid, waited, was_cancelled, [c.pgconn.backend_pid for c in pool().idle]
+        return pid, waited, was_cancelled, asyncdb.loop_connections_state().idle_pids
 
     pid, waited, was_cancelled, idle = on_loop(steps)
     assert _statements_run() == 4
@@ -209,9 +207,8 @@ def test_a_statement_not_asked_to_finish_is_abandoned_with_its_connection():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return asyncio.get_running_loop().time() - started, asyncdb._loops[
-            asyncio.get_running_loop()
-        ].idle
+        elapsed = asyncio.get_running_loop().time() - started
+        return elapsed, asyncdb.loop_connections_state().idle_pids
 
     waited, idle = on_loop(steps)
     assert waited < 1 and idle == []

@@ -30,29 +30,34 @@ def _worker_thread_sessions_end() -> Iterator[None]:
 
 def test_one_background_refresh_runs_at_a_time():
     calls: list[int] = []
+    started = threading.Event()
     release = threading.Event()
 
     def reload() -> None:
         calls.append(1)
+        started.set()
         release.wait(5)
 
-    async def steps() -> int:
-        for _ in range(5):
+    async def steps() -> tuple[int, bool]:
+        asyncdb.refresh_in_background("copy", reload)
+        running = asyncdb.pending_refresh("copy")
+        for _ in range(4):  # the requests that find the copy stale meanwhile
             asyncdb.refresh_in_background("copy", reload)
-        running = asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
-        await asyncio.sleep(0.05)
+        same = asyncdb.pending_refresh("copy") is running
+        assert await asyncio.to_thread(started.wait, 10)
         during = len(calls)
         release.set()
         await running
         asyncdb.refresh_in_background("copy", reload)  # the next one, once it has finished
-        await asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
-        return during
+        await asyncdb.pending_refresh("copy")
+        return during, same
 
-    assert asyncio.run(steps()) == 1
+    during, same = asyncio.run(steps())
+    assert during == 1 and same
     assert len(calls) == 2
 
 
-def test_a_failed_background_refresh_is_logged_once_and_retried_later(caplog):
+def test_a_failed_background_refresh_is_logged_once_and_retried_later(caplog, monkeypatch):
     calls: list[int] = []
 
     def reload() -> None:
@@ -60,17 +65,18 @@ def test_a_failed_background_refresh_is_logged_once_and_retried_later(caplog):
         raise RuntimeError("cache down")
 
     async def steps() -> None:
-        key = (asyncio.get_running_loop(), "copy")
         asyncdb.refresh_in_background("copy", reload)
+        failed = asyncdb.pending_refresh("copy")
         with pytest.raises(RuntimeError):
-            await asyncdb._refreshes[key]
+            await failed
         for _ in range(5):  # the requests right after it start nothing
             asyncdb.refresh_in_background("copy", reload)
-        assert asyncdb._refreshes[key].done()
-        asyncdb._refresh_failed_at[key] -= asyncdb.REFRESH_RETRY_S
+        assert asyncdb.pending_refresh("copy") is failed
+        monkeypatch.setattr(asyncdb, "REFRESH_RETRY_S", 0.0)  # the retry delay has passed
         asyncdb.refresh_in_background("copy", reload)
+        assert asyncdb.pending_refresh("copy") is not failed
         with pytest.raises(RuntimeError):
-            await asyncdb._refreshes[key]
+            await asyncdb.pending_refresh("copy")
 
     asyncio.run(steps())
     assert len(calls) == 2
@@ -86,7 +92,7 @@ def test_a_snapshot_just_past_its_interval_is_served_while_it_reloads(catalogue)
         first = await snapshots.aget_snapshot()
         snapshots._state.checked_at = _age(snapshots.CHECK_INTERVAL + 1)
         served = await snapshots.aget_snapshot()
-        running = asyncdb._refreshes[(asyncio.get_running_loop(), "catalogue")]
+        running = asyncdb.pending_refresh("catalogue")
         await running
         fresh_again = time.monotonic() - snapshots._state.checked_at < snapshots.CHECK_INTERVAL
         return first, served, fresh_again
@@ -136,7 +142,7 @@ def test_routing_serves_recent_copies_and_refreshes_them_once(catalogue):
         policies.refreshed = counting_refresh
         try:
             plans = await asyncio.gather(*(aroute_request(snap, req, key) for _ in range(8)))
-            await asyncdb._refreshes[(asyncio.get_running_loop(), "routing")]
+            await asyncdb.pending_refresh("routing")
         finally:
             policies.refreshed = real_refresh
         return plans, policies.is_fresh(), health.is_fresh(slots)
