@@ -74,10 +74,15 @@ def test_recompute_reproduces_after_a_json_round_trip(fresh_ctx, version: str) -
 
 
 @pytest.mark.parametrize("version", [V04, ECOLOGITS])
-def test_recompute_command_accepts_a_stored_generation(db: None, version: str) -> None:
+def test_recompute_command_accepts_a_stored_generation(
+    db: None, version: str, capsys: pytest.CaptureFixture
+) -> None:
     generation = _store(_estimate(load_eco_context(), version))
     generation.refresh_from_db()
-    call_command("eco_recompute", generation.pk)
+    call_command("eco_recompute", generation.pk)  # raises CommandError on a mismatch
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{generation.pk}: ok ({version})"]
+    assert err == ""
 
 
 def test_recompute_command_reports_a_mismatch(db: None, capsys: pytest.CaptureFixture) -> None:
@@ -98,12 +103,18 @@ def test_recompute_command_reports_tampered_coefficients(db: None) -> None:
         call_command("eco_recompute", generation.pk)
 
 
-def test_recompute_command_accepts_an_omitted_estimate(db: None) -> None:
+def test_recompute_command_accepts_an_omitted_estimate(
+    db: None, capsys: pytest.CaptureFixture
+) -> None:
     account = User.objects.create(email="none@example.com")
     generation = Generation.objects.create(
         account=account, requested_model="m", status=GenerationStatus.OK
     )
-    call_command("eco_recompute", generation.pk)
+    assert generation.energy_wh is None and not generation.eco_inputs
+    call_command("eco_recompute", generation.pk)  # raises CommandError on a mismatch
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{generation.pk}: ok ({generation.methodology_version})"]
+    assert err == ""
 
 
 def test_changing_the_current_version_affects_only_later_estimates(db: None) -> None:
