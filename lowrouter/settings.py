@@ -244,6 +244,10 @@ LOWROUTER_TOPUP_FEE_EUR = Decimal(env.str("LOWROUTER_TOPUP_FEE_EUR", default="0.
 LOWROUTER_REFUND_WINDOW_DAYS = env.int("LOWROUTER_REFUND_WINDOW_DAYS", default=14)
 # VIES client (dotted path to a class with check(*, country, number) -> bool).
 LOWROUTER_VIES_CHECKER = env.str("LOWROUTER_VIES_CHECKER", default="billing.vat.ViesRestChecker")
+# The VIES REST API the default checker asks; tests point it at a fake VIES on 127.0.0.1.
+LOWROUTER_VIES_URL = env.str(
+    "LOWROUTER_VIES_URL", default="https://ec.europa.eu/taxation_customs/vies/rest-api"
+)
 # The seller block printed on every invoice.
 LOWROUTER_SELLER = {
     "legal_name": env.str("LOWROUTER_SELLER_NAME", default="Carbonifer SAS"),

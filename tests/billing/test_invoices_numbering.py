@@ -1,9 +1,8 @@
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.test import Client
-from payments_helpers import FakeStripe, make_buyer, post_event, session_event
+from payments_helpers import FakeStripe, FakeVies, make_buyer, post_event, session_event
 
 from accounts.audit import AuditEntry
 from accounts.models import User
@@ -48,8 +47,8 @@ def test_invoice_pdf_holds_the_totals(fake_stripe: FakeStripe, buyer: User) -> N
     assert render_invoice_pdf(invoice).startswith(b"%PDF")
 
 
-def test_reverse_charge_invoice_says_so(fake_stripe: FakeStripe, settings: Any) -> None:
-    settings.LOWROUTER_VIES_CHECKER = "payments_helpers.AlwaysValidVies"
+def test_reverse_charge_invoice_says_so(fake_stripe: FakeStripe, fake_vies: FakeVies) -> None:
+    fake_vies.valid = {"DE136695976"}
     user = make_buyer("b2b@example.com", country="DE", vat_number="DE136695976")
     pay(user, "10", 1)
     invoice = Invoice.objects.get()

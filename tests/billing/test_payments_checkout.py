@@ -18,11 +18,10 @@ def test_quote_adds_the_fee_then_vat_on_top(settings: object, buyer: User) -> No
     assert (quote.vat_rate, quote.vat_cents, quote.gross_cents) == (Decimal("20"), 416, 2496)
 
 
-def test_reverse_charged_business_pays_no_vat() -> None:
+def test_reverse_charged_business_pays_no_vat(fake_vies: FakeVies) -> None:
+    fake_vies.valid = {"DE136695976"}
     user = make_buyer(country="DE", vat_number="DE136695976")
-    quote = quote_topup(
-        account=user, credits_eur=Decimal("10"), vies=FakeVies(valid={"DE136695976"})
-    )
+    quote = quote_topup(account=user, credits_eur=Decimal("10"))
     assert quote.vat.treatment == VatTreatment.REVERSE_CHARGE
     assert quote.vat_cents == 0
     assert quote.gross_cents == quote.net_cents
