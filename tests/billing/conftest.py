@@ -7,7 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from payments_helpers import (
+
+from accounts.models import User
+from tests.billing.payments_helpers import (
     WEBHOOK_SECRET,
     FakeStripe,
     FakeVies,
@@ -15,8 +17,6 @@ from payments_helpers import (
     make_stripe_handler,
     make_vies_handler,
 )
-
-from accounts.models import User
 
 
 @contextmanager

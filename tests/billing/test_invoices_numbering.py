@@ -2,7 +2,6 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
-from payments_helpers import FakeStripe, FakeVies, make_buyer, post_event, session_event
 
 from accounts.audit import AuditEntry
 from accounts.models import User
@@ -10,6 +9,13 @@ from billing.checkout import start_checkout
 from billing.invoice_documents import render_invoice_pdf
 from billing.invoices import reissue_invoice
 from billing.models import Invoice, TopUp
+from tests.billing.payments_helpers import (
+    FakeStripe,
+    FakeVies,
+    make_buyer,
+    post_event,
+    session_event,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -5,12 +5,12 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
-from payments_helpers import FakeStripe, post_event, session_event
 
 from accounts.models import AuditEntry, User
 from billing.checkout import start_checkout
 from billing.ledger import get_wallet
 from billing.models import Campaign, Refund, RefundStatus, TopUp
+from tests.billing.payments_helpers import FakeStripe, post_event, session_event
 
 pytestmark = pytest.mark.django_db
 

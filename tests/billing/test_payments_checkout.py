@@ -2,11 +2,11 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
-from payments_helpers import FakeStripe, FakeVies, make_buyer
 
 from accounts.models import User
 from billing.checkout import TopUpError, quote_topup, start_checkout
 from billing.models import TopUp, TopUpStatus, VatTreatment
+from tests.billing.payments_helpers import FakeStripe, FakeVies, make_buyer
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,6 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from payments_helpers import FakeVies
 
 from billing.models import VatRate, VatTreatment
 from billing.vat import (
@@ -13,6 +12,7 @@ from billing.vat import (
     decide_vat,
     normalise_vat_number,
 )
+from tests.billing.payments_helpers import FakeVies
 
 TODAY = date(2026, 3, 1)
 pytestmark = pytest.mark.django_db

@@ -8,10 +8,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from pages_chromium import CHROMIUM, DESKTOP, PHONE, Page, dump_dom, with_page
-from pages_helpers import make_page_catalogue
 
 from catalog.snapshot import reset_snapshot
+from tests.catalog.pages_chromium import CHROMIUM, DESKTOP, PHONE, Page, dump_dom, with_page
+from tests.catalog.pages_helpers import make_page_catalogue
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium binary")
 

@@ -4,10 +4,10 @@ from decimal import Decimal
 
 import pytest
 from django.http import QueryDict
-from pages_helpers import make_page_catalogue
 
 from catalog.filters import FilterError, filter_models, parse_filters
 from catalog.snapshot import get_snapshot, reset_snapshot
+from tests.catalog.pages_helpers import make_page_catalogue
 
 
 @pytest.fixture

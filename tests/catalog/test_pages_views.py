@@ -5,10 +5,10 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from pages_helpers import make_page_catalogue
 
 from catalog.models import FxIngestRun, FxRate
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
+from tests.catalog.pages_helpers import make_page_catalogue
 
 PAGE_BUDGET = 100 * 1024
 
