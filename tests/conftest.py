@@ -17,18 +17,17 @@ from decimal import Decimal
 import pytest
 import uvicorn
 from django.db import connection
+from django.test import Client
 
 from accounts.models import User
-from billing.onboarding import create_account
 from catalog.models import Currency, Model, Offering, Provider
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
 from devtools.demo_upstream import DemoConfig, DemoUpstream
-from keys.actions import create_key
-from keys.models import ApiKey
 from lowrouter import asyncdb
 from routing import http_client
 from routing import upstream as upstream_client
 from routing.health import reset_health
+from tests.factories import Funded, make_admin, make_funded, make_operator, signed_in
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 ON_REDIS = bool(os.environ.get("REDIS_URL"))
@@ -217,24 +216,22 @@ def catalogue(transactional_db, upstream: DemoUpstream) -> Iterator[Catalogue]:
     reset_snapshot()
 
 
-@dataclass
-class Funded:
-    user: User
-    key: ApiKey
-    token: str
-
-
-def make_funded(
-    email: str = "dev@example.com", credits: Decimal = Decimal("100"), **key_policy: object
-) -> Funded:
-    user = create_account(email=email, credits=credits, verified=True)
-    key, token = create_key(account=user, name=key_policy.pop("name", "test-key"), **key_policy)
-    return Funded(user, key, token)
+@pytest.fixture
+def funded(transactional_db) -> Funded:
+    """The customer persona (tests/factories.py), committed for the live gateway."""
+    return make_funded()
 
 
 @pytest.fixture
-def funded(transactional_db) -> Funded:
-    return make_funded()
+def operator(db: None) -> User:
+    """The operator persona: staff who signs refunds, adjustments and re-issues."""
+    return make_operator()
+
+
+@pytest.fixture
+def admin_client(db: None) -> Client:
+    """The admin persona, signed in to the admin site."""
+    return signed_in(make_admin())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

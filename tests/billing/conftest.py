@@ -13,10 +13,10 @@ from tests.billing.payments_helpers import (
     WEBHOOK_SECRET,
     FakeStripe,
     FakeVies,
-    make_buyer,
     make_stripe_handler,
     make_vies_handler,
 )
+from tests.factories import BuyerFactory
 
 
 @contextmanager
@@ -60,4 +60,4 @@ def _webhook_secret(settings: Any) -> None:
 
 @pytest.fixture
 def buyer(db: None) -> User:
-    return make_buyer()
+    return BuyerFactory()

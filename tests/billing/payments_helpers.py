@@ -15,10 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
-from allauth.account.models import EmailAddress
 from django.test import Client
-
-from accounts.models import BillingProfile, User
 
 WEBHOOK_SECRET = "whsec_test_secret"
 
@@ -228,23 +225,3 @@ def make_vies_handler(fake: FakeVies) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(raw)
 
     return Handler
-
-
-def make_buyer(
-    email: str = "buyer@example.com",
-    *,
-    country: str = "FR",
-    vat_number: str = "",
-    verified: bool = True,
-    legal_name: str = "",
-) -> User:
-    user = User.objects.create_user(email, password="pw-for-tests-only")
-    EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
-    BillingProfile.objects.create(
-        account=user,
-        country=country,
-        vat_number=vat_number,
-        legal_name=legal_name,
-        address="1 rue de Test",
-    )
-    return user

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from keys.auth import AuthError, aauthenticate, authenticate
 from lowrouter import asyncdb
-from tests.conftest import make_funded, needs_postgres
+from tests.conftest import needs_postgres
+from tests.factories import make_funded
 
 pytestmark = [needs_postgres, pytest.mark.django_db(transaction=True)]
 

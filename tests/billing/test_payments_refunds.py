@@ -27,11 +27,6 @@ M = 1_000_000  # micros per credit
 
 
 @pytest.fixture
-def operator(db: None) -> User:
-    return User.objects.create_user("op@example.com", is_staff=True)
-
-
-@pytest.fixture
 def paid(fake_stripe: FakeStripe, buyer: User) -> TopUp:
     topup, _ = start_checkout(
         account=buyer, credits_eur=Decimal("20"), success_url="s", cancel_url="c"

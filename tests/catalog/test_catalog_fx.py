@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
 
 from catalog import fx, fx_ingest
 from catalog.models import FxIngestRun, FxRate, Model, Offering, Provider
@@ -262,19 +263,13 @@ def test_snapshot_prices_use_the_ecb_multiplier(feed: FeedServer) -> None:
     assert eur.prompt_eur == Decimal("0.15")
 
 
-def test_the_admin_shows_the_fx_alert_banner(feed: FeedServer) -> None:
-    from django.test import Client
-
-    from accounts.models import User
-
+def test_the_admin_shows_the_fx_alert_banner(feed: FeedServer, admin_client: Client) -> None:
     usd_and_eur_catalogue()
-    client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="x-1"))
-    page = client.get("/admin/").content.decode()
+    page = admin_client.get("/admin/").content.decode()
     assert "FX_INGEST_STALE" in page and "no FX ingest has run yet" in page
     feed.serve_rates(today_rates())
     fx_ingest.ingest_fx()
-    assert "FX_INGEST_STALE" not in client.get("/admin/").content.decode()
+    assert "FX_INGEST_STALE" not in admin_client.get("/admin/").content.decode()
 
 
 def test_the_command_runs_the_ingest(feed: FeedServer) -> None:

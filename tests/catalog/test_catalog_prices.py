@@ -10,7 +10,6 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
-from accounts.models import User
 from billing.models import Generation
 from catalog import price_changes
 from catalog.catalogue_sync import sync_catalogue
@@ -24,6 +23,7 @@ from catalog.models import (
     Provider,
 )
 from tests.catalog.conftest import FeedServer
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,9 @@ def test_a_small_price_change_applies_and_is_kept_in_history(tmp_path: Path) -> 
     assert history[1].old_prompt_price == Decimal("1.00") and history[1].effective_at
 
 
-def test_a_large_price_change_waits_for_operator_approval(tmp_path: Path) -> None:
+def test_a_large_price_change_waits_for_operator_approval(
+    tmp_path: Path, admin_client: Client
+) -> None:
     sync_catalogue(write(tmp_path))
     report = sync_catalogue(write(tmp_path, prompt="2.00"))
     assert report.prices_pending == 1
@@ -83,10 +85,7 @@ def test_a_large_price_change_waits_for_operator_approval(tmp_path: Path) -> Non
     assert sync_catalogue(write(tmp_path, prompt="2.00")).prices_pending == 1
     assert PriceChange.objects.filter(status=PriceChangeStatus.PENDING).count() == 1
 
-    admin = User.objects.create_superuser(email="ops@example.com", password="pw-1")
-    client = Client()
-    client.force_login(admin)
-    client.post(
+    admin_client.post(
         "/admin/catalog/pricechange/",
         {"action": "approve", "_selected_action": [pending.pk]},
     )
@@ -158,7 +157,7 @@ def test_a_bad_remote_price_list_is_refused_whole(
 
 
 def used_by(email: str, model_id: str) -> None:
-    user = User.objects.create_user(email=email, password="pw-1")
+    user = UserFactory(email=email)
     Generation.objects.create(
         account=user, requested_model=model_id, resolved_model=model_id, status="ok"
     )
@@ -195,12 +194,12 @@ def test_a_fee_decrease_applies_at_once(tmp_path: Path) -> None:
     assert Model.objects.get(id="acme/big").platform_fee_per_1m == Decimal("0.05")
 
 
-def test_the_admin_refuses_a_fee_increase_with_short_notice(tmp_path: Path) -> None:
+def test_the_admin_refuses_a_fee_increase_with_short_notice(
+    tmp_path: Path, admin_client: Client
+) -> None:
     sync_catalogue(write(tmp_path))
-    client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-1"))
     soon = (timezone.now() + timedelta(days=5)).strftime("%Y-%m-%d")
-    response = client.post(
+    response = admin_client.post(
         "/admin/catalog/platformfeechange/add/",
         {"model": "acme/big", "new_fee": "0.50", "effective_at_0": soon, "effective_at_1": "00:00"},
     )
@@ -222,12 +221,12 @@ def test_the_daily_task_runs_every_step(tmp_path: Path, feed: FeedServer, settin
     assert Provider.objects.filter(id="acme").exists()
 
 
-def test_a_price_typed_in_the_admin_is_kept_in_history(tmp_path: Path) -> None:
+def test_a_price_typed_in_the_admin_is_kept_in_history(
+    tmp_path: Path, admin_client: Client
+) -> None:
     sync_catalogue(write(tmp_path))
     o = offering()
-    client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-1"))
-    response = client.post(
+    response = admin_client.post(
         f"/admin/catalog/offering/{o.pk}/change/",
         {
             "model": "acme/big",

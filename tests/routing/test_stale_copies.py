@@ -15,7 +15,8 @@ from lowrouter import asyncdb
 from routing import health, policies
 from routing.router import aroute_request, snapshot_slots
 from routing.validation import parse_chat_request
-from tests.conftest import end_other_sessions, make_funded
+from tests.conftest import end_other_sessions
+from tests.factories import make_funded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
