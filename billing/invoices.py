@@ -4,18 +4,15 @@ A correction (new billing details) is a new invoice with its own number that ``r
 original; the original stays as it was issued.
 """
 
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
-from fpdf import FPDF
 
 from accounts.audit import record_audit
 from accounts.models import User
-from billing.models import Invoice, InvoiceCounter, TopUp, VatTreatment
-from billing.vat import VatDecision
+from billing.models import Invoice, InvoiceCounter, TopUp
+from billing.tasks import send_invoice_email
 
 SERIES = "LR"
 
@@ -98,74 +95,5 @@ def reissue_invoice(*, invoice: Invoice, buyer: dict[str, str], actor: User | No
 
 
 def enqueue_invoice_email(invoice: Invoice) -> None:
-    from billing.tasks import send_invoice_email  # the task module imports this one
-
     invoice_id = invoice.pk
     transaction.on_commit(lambda: send_invoice_email.delay(invoice_id))
-
-
-def format_eur(cents: int) -> str:
-    return f"EUR {Decimal(cents) / 100:.2f}"
-
-
-def get_vat_mention(invoice: Invoice) -> str:
-    decision = VatDecision(VatTreatment(invoice.vat_treatment), invoice.vat_rate, "")
-    return decision.mention
-
-
-def _pdf_text(text: str) -> str:
-    # The built-in PDF fonts cover Latin-1 only; other characters print as "?" rather than
-    # failing the invoice (the stored invoice keeps the exact text).
-    return text.encode("latin-1", "replace").decode("latin-1")
-
-
-def _block(pdf: FPDF, title: str, party: dict[str, str]) -> None:
-    pdf.set_font("Helvetica", "B", 10)
-    pdf.cell(0, 5, title, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
-    rows = [party.get("legal_name", ""), party.get("address", ""), party.get("country", "")]
-    if party.get("vat_number"):
-        rows.append(f"VAT number: {party['vat_number']}")
-    if party.get("email"):
-        rows.append(party["email"])
-    text = _pdf_text("\n".join(r for r in rows if r))
-    pdf.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(3)
-
-
-def render_invoice_pdf(invoice: Invoice) -> bytes:
-    """The PDF, drawn from the stored invoice row only, so it reads the same every time."""
-    pdf = FPDF(format="A4")
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, f"Invoice {invoice.number}", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
-    pdf.cell(0, 5, f"Issued {invoice.issued_at:%Y-%m-%d} (UTC)", new_x="LMARGIN", new_y="NEXT")
-    if invoice.replaces is not None:
-        pdf.cell(0, 5, f"Replaces invoice {invoice.replaces.number}", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(4)
-    _block(pdf, "Seller", invoice.seller)
-    _block(pdf, "Buyer", invoice.buyer)
-    for line in invoice.lines:
-        pdf.cell(140, 6, _pdf_text(line["description"]))
-        pdf.cell(0, 6, format_eur(line["amount_cents"]), align="R", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(2)
-    totals = [
-        ("Net", invoice.net_cents),
-        (f"VAT {invoice.vat_rate}%", invoice.vat_cents),
-        ("Total", invoice.gross_cents),
-    ]
-    pdf.set_font("Helvetica", "B", 10)
-    for label, cents in totals:
-        pdf.cell(140, 6, label)
-        pdf.cell(0, 6, format_eur(cents), align="R", new_x="LMARGIN", new_y="NEXT")
-    mention = get_vat_mention(invoice)
-    if mention:
-        pdf.ln(4)
-        pdf.set_font("Helvetica", size=9)
-        pdf.multi_cell(0, 5, mention, new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
-
-
-def mark_emailed(invoice_id: int) -> None:
-    Invoice.objects.filter(pk=invoice_id, emailed_at__isnull=True).update(emailed_at=timezone.now())

@@ -75,9 +75,11 @@ class ViesChecker(Protocol):
 
 
 class ViesRestChecker:
-    """The European Commission's VIES REST API (GET /ms/{CC}/vat/{number})."""
+    """The European Commission's VIES REST API: GET {LOWROUTER_VIES_URL}/ms/{CC}/vat/{number}
+    answers ``isValid`` and a ``userError`` (VALID, INVALID, or why it cannot say)."""
 
-    base_url = "https://ec.europa.eu/taxation_customs/vies/rest-api"
+    def __init__(self, base_url: str | None = None) -> None:
+        self.base_url = (base_url or settings.LOWROUTER_VIES_URL).rstrip("/")
 
     def check(self, *, country: str, number: str) -> bool:
         try:

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from accounts.http import AuthenticatedHttpRequest
 from billing.campaigns import RedeemError, redeem_code
 from billing.checkout import TopUpError, is_verified, quote_topup, start_checkout
-from billing.invoices import format_eur, render_invoice_pdf
+from billing.invoice_documents import format_eur, render_invoice_pdf
 from billing.models import Invoice, StripeEventStatus
 from billing.money import format_credits
 from billing.webhooks import BadSignature, process_event, verify_event

@@ -5,17 +5,20 @@ reaches every gateway process within the snapshot's check interval. Provider cre
 write-only: the form takes a new value and stores it encrypted; nothing ever renders it back.
 """
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.utils import timezone
 
-from catalog import fx, prices
-from catalog.credentials import set_credential
+from catalog import fx, price_changes
+from catalog.credentials import resolve_credential, set_credential
 from catalog.models import (
     FeeChangeStatus,
     FxIngestRun,
@@ -49,12 +52,12 @@ class CatalogWriteMixin:
             if f.instance.pk
             and isinstance(f.instance, Offering)
             and f.has_changed()
-            and set(f.changed_data) & set(prices.PRICE_FIELDS)
+            and set(f.changed_data) & set(price_changes.PRICE_FIELDS)
         ]
         old = {o.pk: Offering.objects.get(pk=o.pk) for o in repriced}
         super().save_formset(request, form, formset, change)  # type: ignore[misc]
         for offering in repriced:
-            prices.record_admin_price(
+            price_changes.record_admin_price(
                 offering=offering, before=old[offering.pk], by=request.user.get_username()
             )
         _changed_on_commit()
@@ -142,8 +145,6 @@ class ProviderAdmin(CatalogWriteMixin, admin.ModelAdmin):
 
     @admin.display(boolean=True, description="credential set")
     def credential_configured(self, obj: Provider) -> bool:
-        from catalog.credentials import resolve_credential
-
         return bool(resolve_credential(obj)) or not obj.requires_credential
 
     @admin.action(description="Soft-disable (listed, not routable)")
@@ -183,7 +184,7 @@ class ModelAdmin(CatalogWriteMixin, admin.ModelAdmin):
             # the notice period and are announced to the accounts that used the model.
             obj.platform_fee_per_1m = form.initial["platform_fee_per_1m"]
             super().save_model(request, obj, form, change)
-            if prices.propose_platform_fee(model=obj, new_fee=new_fee, source="admin"):
+            if price_changes.propose_platform_fee(model=obj, new_fee=new_fee, source="admin"):
                 self.message_user(
                     request,
                     "The fee increase is scheduled (see Platform fee changes) and announced.",
@@ -211,9 +212,13 @@ class OfferingAdmin(CatalogWriteMixin, admin.ModelAdmin):
         before = Offering.objects.get(pk=obj.pk) if change else None
         super().save_model(request, obj, form, change)
         if before is None:
-            prices.record_initial_price(offering=obj, source=f"admin:{request.user.get_username()}")
-        elif set(form.changed_data) & set(prices.PRICE_FIELDS):
-            prices.record_admin_price(offering=obj, before=before, by=request.user.get_username())
+            price_changes.record_initial_price(
+                offering=obj, source=f"admin:{request.user.get_username()}"
+            )
+        elif set(form.changed_data) & set(price_changes.PRICE_FIELDS):
+            price_changes.record_admin_price(
+                offering=obj, before=before, by=request.user.get_username()
+            )
 
     @admin.action(description="Soft-disable offerings")
     def soft_disable(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -256,7 +261,7 @@ class PriceChangeAdmin(admin.ModelAdmin):
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
         who = request.user.get_username()
         n = sum(
-            prices.approve_price_change(change_id=pk, by=who)
+            price_changes.approve_price_change(change_id=pk, by=who)
             for pk in queryset.filter(status=PriceChangeStatus.PENDING).values_list("pk", flat=True)
         )
         self.message_user(request, f"{n} price change(s) applied.")
@@ -265,7 +270,7 @@ class PriceChangeAdmin(admin.ModelAdmin):
     def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
         who = request.user.get_username()
         n = sum(
-            prices.reject_price_change(change_id=pk, by=who)
+            price_changes.reject_price_change(change_id=pk, by=who)
             for pk in queryset.values_list("pk", flat=True)
         )
         self.message_user(request, f"{n} price change(s) rejected.")
@@ -281,11 +286,6 @@ class PlatformFeeChangeForm(ModelForm):
         data = self.cleaned_data
         model, new_fee, when = data.get("model"), data.get("new_fee"), data.get("effective_at")
         if model and new_fee is not None and when:
-            from datetime import timedelta
-
-            from django.conf import settings
-            from django.utils import timezone
-
             days = settings.LOWROUTER_FEE_NOTICE_DAYS
             if new_fee > model.platform_fee_per_1m and when < timezone.now() + timedelta(days=days):
                 self.add_error(
@@ -315,7 +315,7 @@ class PlatformFeeChangeAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: PlatformFeeChange, form: Any, change: bool
     ) -> None:
-        scheduled = prices.schedule_platform_fee(
+        scheduled = price_changes.schedule_platform_fee(
             model=obj.model,
             new_fee=obj.new_fee,
             effective_at=obj.effective_at,

@@ -1,46 +1,34 @@
-"""ECB euro reference rates: fetch, parse, store, and decide which currencies may be used.
+"""ECB euro reference rates as the catalogue uses them: which currencies may be used now, and
+the EUR prices of offerings.
 
 The ECB publishes ``1 EUR = quote`` units of ~30 currencies around 16:00 CET on each TARGET
-business day. A price in currency X becomes EUR with the multiplier
+business day (``catalog.fx_ingest`` stores them). A price in currency X becomes EUR with the
+multiplier
 
     max(1 / quote, floor[X]) * (1 + buffer_percent / 100)
 
 and only while X's newest rate is fresh per the TARGET calendar and the latest ingest run
 succeeded. Otherwise X is left out of ``current_multipliers()``: the snapshot then marks every
 offering billed in X ``fx_unavailable`` (listed, not routable) until a good ingest. There is
-never a fallback rate.
+never a fallback rate. EUR prices are used as they are.
 """
 
-import logging
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-import httpx
 from django.conf import settings
-from django.core.cache import cache
-from django.core.mail import send_mail
-from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from catalog.models import Currency, FxIngestRun, FxRate, Provider
-from catalog.snapshot import mark_catalog_changed
-
-log = logging.getLogger(__name__)
+from catalog.models import Currency, FxIngestRun, FxRate, Offering, Provider
 
 ALERT_CODE = "FX_INGEST_STALE"
-ECB_NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
 ECB_TZ = ZoneInfo("Europe/Berlin")
 # Multipliers are rounded to 10 decimal places: far below a micro-credit on any price, and it
 # keeps the stored EUR prices stable across processes.
 MULTIPLIER_QUANTUM = Decimal("1e-10")
-
-
-class FxFeedError(Exception):
-    """The feed could not be fetched or parsed."""
 
 
 # --- TARGET calendar ------------------------------------------------------------------------
@@ -88,59 +76,6 @@ def oldest_fresh_ecb_date(now: datetime | None = None) -> date:
     """
     today = timezone.localtime(now or timezone.now(), ECB_TZ).date()
     return previous_business_day(today)
-
-
-# --- fetching and parsing -------------------------------------------------------------------
-
-
-def parse_ecb_xml(content: bytes) -> dict[date, dict[str, Decimal]]:
-    """Rates by ECB date from a daily, 90-day or full-history eurofxref file."""
-    try:
-        root = ET.fromstring(content)
-    except ET.ParseError as exc:
-        raise FxFeedError(f"ECB feed is not well-formed XML: {exc}") from exc
-    outer = root.find(f"{ECB_NS}Cube")
-    if outer is None:
-        raise FxFeedError("ECB feed has no Cube element (not a eurofxref file)")
-    result: dict[date, dict[str, Decimal]] = {}
-    for day_cube in outer.findall(f"{ECB_NS}Cube"):
-        try:
-            day = date.fromisoformat(day_cube.get("time", ""))
-        except ValueError as exc:
-            raise FxFeedError(
-                f"ECB feed has a bad time attribute: {day_cube.get('time')!r}"
-            ) from exc
-        rates: dict[str, Decimal] = {}
-        for cube in day_cube.findall(f"{ECB_NS}Cube"):
-            currency, raw = cube.get("currency", ""), cube.get("rate", "")
-            if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
-                raise FxFeedError(f"ECB feed has a bad currency code {currency!r} on {day}")
-            try:
-                quote = Decimal(raw)
-            except InvalidOperation as exc:
-                raise FxFeedError(
-                    f"ECB feed has a bad rate {raw!r} for {currency} on {day}"
-                ) from exc
-            if not quote.is_finite() or quote <= 0:
-                raise FxFeedError(f"ECB feed has a non-positive rate for {currency} on {day}")
-            rates[currency] = quote
-        if not rates:
-            raise FxFeedError(f"ECB feed has no rates for {day}")
-        result[day] = rates
-    if not result:
-        raise FxFeedError("ECB feed holds no dated rates")
-    return result
-
-
-def fetch_ecb(url: str) -> dict[date, dict[str, Decimal]]:
-    try:
-        response = httpx.get(
-            url, timeout=settings.LOWROUTER_FX_FETCH_TIMEOUT, follow_redirects=True
-        )
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise FxFeedError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from exc
-    return parse_ecb_xml(response.content)
 
 
 # --- multipliers ----------------------------------------------------------------------------
@@ -197,110 +132,43 @@ def current_multipliers(now: datetime | None = None) -> dict[str, Decimal]:
     return {c: multiplier(c, r.quote) for c, r in fresh_rates(now).items()}
 
 
-# --- the ingest -----------------------------------------------------------------------------
+# --- EUR prices of offerings ---------------------------------------------------------------
 
 
-@dataclass
-class FxIngestResult:
-    ok: bool
-    url: str
-    newest_ecb_date: date | None = None
-    rates_stored: int = 0
-    stale_currencies: list[str] = field(default_factory=list)
-    error: str = ""
+@dataclass(frozen=True)
+class EurPrices:
+    prompt: Decimal
+    completion: Decimal
+    cached_prompt: Decimal | None
 
 
-def ingest_fx(now: datetime | None = None) -> FxIngestResult:
-    """Fetch the ECB rates, store them by ECB date, record the run, raise or clear the alert.
+def to_eur(amount: Decimal, currency: str, rates: dict[str, Decimal]) -> Decimal | None:
+    if currency == Currency.EUR:
+        return amount
+    rate = rates.get(currency)
+    if rate is None:
+        return None
+    return amount * rate
 
-    The daily file is enough while the stored rates are current; on the first run, or when the
-    newest stored date shows a gap, the 90-day file fills every missed business day.
-    """
-    now = now or timezone.now()
-    oldest = oldest_fresh_ecb_date(now)
-    newest_stored = FxRate.objects.aggregate(day=Max("ecb_date"))["day"]
-    gap = newest_stored is None or newest_stored < oldest
-    url = settings.LOWROUTER_ECB_90D_URL if gap else settings.LOWROUTER_ECB_DAILY_URL
-    previous = FxIngestRun.objects.first()
-    was_stale = previous is not None and previous.is_stale
-    result = FxIngestResult(ok=False, url=url)
-    try:
-        by_day = fetch_ecb(url)
-    except FxFeedError as exc:
-        result.error = str(exc)
-        by_day = {}
-    if by_day:
-        rows = [
-            FxRate(currency=c, ecb_date=day, quote=q, fetched_at=now)
-            for day, rates in by_day.items()
-            for c, q in rates.items()
-        ]
-        with transaction.atomic():
-            existing = set(
-                FxRate.objects.filter(ecb_date__in=by_day.keys()).values_list(
-                    "currency", "ecb_date"
-                )
-            )
-            new_rows = [r for r in rows if (r.currency, r.ecb_date) not in existing]
-            # ignore_conflicts: two ingests racing (a manual run beside the beat) both succeed.
-            FxRate.objects.bulk_create(new_rows, ignore_conflicts=True)
-        result.ok = True
-        result.rates_stored = len(new_rows)
-        result.newest_ecb_date = max(by_day)
-    if result.ok:
-        rates = newest_rates()
-        result.stale_currencies = sorted(
-            c for c in needed_currencies() if c not in rates or rates[c].ecb_date < oldest
-        )
-    else:
-        result.stale_currencies = sorted(needed_currencies())
-    FxIngestRun.objects.create(
-        started_at=now,
-        source_url=url,
-        ok=result.ok,
-        newest_ecb_date=result.newest_ecb_date,
-        rates_stored=result.rates_stored,
-        stale_currencies=result.stale_currencies,
-        error=result.error,
-    )
-    if not result.ok or result.stale_currencies:
-        raise_stale_alert(result, notify=not was_stale)
-    elif was_stale:
-        log.warning(
-            "%s cleared: ECB rates of %s are current again", ALERT_CODE, result.newest_ecb_date
-        )
-    mark_catalog_changed()
-    return result
+
+def eur_prices(offering: Offering, currency: str, rates: dict[str, Decimal]) -> EurPrices | None:
+    prompt = to_eur(offering.prompt_price, currency, rates)
+    completion = to_eur(offering.completion_price, currency, rates)
+    if prompt is None or completion is None:
+        return None
+    cached = None
+    if offering.cached_prompt_price is not None:
+        cached = to_eur(offering.cached_prompt_price, currency, rates)
+    return EurPrices(prompt=prompt, completion=completion, cached_prompt=cached)
+
+
+# --- the stale-rate alert -------------------------------------------------------------------
 
 
 def affected_providers(currencies: list[str]) -> list[str]:
     return list(
         Provider.objects.filter(billing_currency__in=currencies).values_list("id", flat=True)
     )
-
-
-def raise_stale_alert(result: FxIngestResult, *, notify: bool) -> None:
-    """Error log on every bad run; email the operators when the alert is first raised."""
-    providers = affected_providers(result.stale_currencies)
-    detail = result.error or f"newest rates too old for {', '.join(result.stale_currencies)}"
-    log.error(
-        "%s: %s; soft-disabled providers billed in %s: %s",
-        ALERT_CODE,
-        detail,
-        ", ".join(result.stale_currencies) or "-",
-        ", ".join(providers) or "-",
-    )
-    if notify and settings.OPERATOR_EMAILS:
-        send_mail(
-            f"[LowRouter] {ALERT_CODE}: FX ingest failed or stale",
-            f"{detail}\n\nSource: {result.url}\nCurrencies without a usable rate: "
-            f"{', '.join(result.stale_currencies) or '-'}\nProviders listed but not routable "
-            f"until the next good ingest: {', '.join(providers) or '-'}\n\nThere is no fallback "
-            "rate; the providers come back on their own after a successful ingest.\n",
-            settings.DEFAULT_FROM_EMAIL,
-            settings.OPERATOR_EMAILS,
-            fail_silently=True,
-        )
 
 
 def current_alert(now: datetime | None = None) -> str:
@@ -324,19 +192,3 @@ def current_alert(now: datetime | None = None) -> str:
         f"{ALERT_CODE}: {why}. Providers billed in {', '.join(missing)} are listed but not "
         f"routable: {', '.join(providers)}."
     )
-
-
-FRESH_SET_CACHE_KEY = "catalog:fx:fresh"
-
-
-def refresh_freshness(now: datetime | None = None) -> list[str]:
-    """Bump the catalogue version when the set of usable currencies changed since last time.
-
-    Snapshots evaluate freshness when they load; without this a rate that goes stale at
-    midnight (say the beat stopped) would stay in use until the next catalogue write.
-    """
-    fresh = sorted(fresh_rates(now))
-    if cache.get(FRESH_SET_CACHE_KEY) != fresh:
-        cache.set(FRESH_SET_CACHE_KEY, fresh, timeout=None)
-        mark_catalog_changed()
-    return fresh

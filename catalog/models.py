@@ -7,6 +7,7 @@ per 1M tokens, exactly as the provider publishes them; the platform fee is per m
 from datetime import datetime
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -113,8 +114,6 @@ class Model(models.Model):
         return [name for name, on in flags if on]
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         # Deprecation is only honest with a date: it is what the model card and the error show.
         if self.lifecycle == Lifecycle.DEPRECATED and self.sunset_at is None:
             raise ValidationError({"sunset_at": "A deprecated model needs a sunset date."})

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from catalog import pricing
+from catalog import fx
 from catalog.credentials import resolve_credential
 from catalog.models import Model, Offering, Provider, ProviderStatus
 from eco.estimate import CONTEXT_VERSION_CACHE_KEY, EcoContext, load_eco_context
@@ -103,11 +103,11 @@ def load_snapshot(version: tuple = ()) -> CatalogSnapshot:
     """Read the whole catalogue (three queries) into an immutable snapshot."""
     providers = {p.id: p for p in Provider.objects.all()}
     credentials = {pid: resolve_credential(p) for pid, p in providers.items()}
-    rates = pricing.current_rates()
+    rates = fx.current_multipliers()
     by_model: dict[str, list[OfferingView]] = {}
     for o in Offering.objects.all():
         provider = providers[o.provider_id]
-        eur = pricing.eur_prices(o, provider.billing_currency, rates)
+        eur = fx.eur_prices(o, provider.billing_currency, rates)
         reason = _unavailable_reason(provider, o, credentials[provider.id])
         if not reason and eur is None:
             reason = "fx_unavailable"

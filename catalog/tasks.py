@@ -5,8 +5,10 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from catalog import fx, prices
-from catalog.catalogue import CatalogueError, sync_catalogue
+from catalog import price_changes
+from catalog.catalogue import CatalogueError
+from catalog.catalogue_sync import sync_catalogue
+from catalog.fx_ingest import ingest_fx, refresh_freshness
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,7 @@ def daily_ingest() -> dict[str, object]:
     of an EUR provider, and the FX step raises its own alert.
     """
     result: dict[str, object] = {}
-    fx_result = fx.ingest_fx()
+    fx_result = ingest_fx()
     result["fx_ok"] = fx_result.ok
     result["fx_stale"] = fx_result.stale_currencies
     try:
@@ -30,18 +32,18 @@ def daily_ingest() -> dict[str, object]:
         result["catalogue_error"] = str(exc)
     result["price_lists"] = [
         {"provider": r.provider, "applied": r.applied, "pending": r.pending, "error": r.error}
-        for r in prices.ingest_price_lists()
+        for r in price_changes.ingest_price_lists()
     ]
-    result["fees_applied"] = prices.apply_due_fee_changes()
+    result["fees_applied"] = price_changes.apply_due_fee_changes()
     return result
 
 
 @shared_task(name="catalog.fx_ingest")
 def fx_ingest() -> bool:
-    return fx.ingest_fx().ok
+    return ingest_fx().ok
 
 
 @shared_task(name="catalog.fx_freshness_check")
 def fx_freshness_check() -> list[str]:
     """Reload every snapshot when a rate ages out (or back in) between two ingests."""
-    return fx.refresh_freshness()
+    return refresh_freshness()

@@ -38,6 +38,7 @@ import logging
 import select
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import ParamSpec, Protocol, TypeVar
 
@@ -161,6 +162,12 @@ def refresh_in_background(name: str, fn: Callable[[], object]) -> None:
     refresh = asyncio.ensure_future(run_db(fn))
     refresh.add_done_callback(partial(_note_refresh_failure, key))
     _refreshes[key] = refresh
+
+
+def pending_refresh(name: str) -> asyncio.Future | None:
+    """The background refresh of ``name`` started on this loop (running or finished), or None:
+    what to await to see a refresh through (tests, a shutdown that must not cut one off)."""
+    return _refreshes.get((asyncio.get_running_loop(), name))
 
 
 REFRESH_RETRY_S = 1.0
@@ -341,6 +348,31 @@ class _LoopConnections:
 
 
 _loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
+
+
+@dataclass(frozen=True)
+class LoopConnectionsState:
+    """What this event loop's connections look like between statements (tests, diagnostics)."""
+
+    in_use: int
+    # PostgreSQL backend pids of the idle connections, the next to be used last.
+    idle_pids: list[int]
+
+
+def loop_connections_state() -> LoopConnectionsState | None:
+    """The state of this event loop's connections, or None before its first statement."""
+    pool = _loops.get(asyncio.get_running_loop())
+    if pool is None:
+        return None
+    return LoopConnectionsState(
+        in_use=pool.in_use, idle_pids=[c.pgconn.backend_pid for c in pool.idle]
+    )
+
+
+def connection_loops() -> list[asyncio.AbstractEventLoop]:
+    """The event loops that hold connections (their owner closes them on that loop, with
+    ``close_loop_connections``)."""
+    return list(_loops)
 
 
 def _discard(conn: _LoopConnection | None) -> None:

@@ -5,18 +5,20 @@ Celery tasks run eagerly. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQ
 """
 
 import os
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(environ.Env().str("LOWROUTER_DATA_DIR", default=str(BASE_DIR / "data")))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
-
 env = environ.Env()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# The embedded database and collected static files live here. Nothing is created at import:
+# the SQLite engine below makes the database's directory on first connect, collectstatic makes
+# STATIC_ROOT.
+DATA_DIR = Path(env.str("LOWROUTER_DATA_DIR", default=str(BASE_DIR / "data")))
 
 DEBUG = env.bool("DEBUG", default=True)
 
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
     "billing",
     "routing",
     "docs_site",
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -89,6 +92,8 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's engine, plus the database directory made on first connect (lowrouter/sqlite3).
+    DATABASES["default"]["ENGINE"] = "lowrouter.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue on the busy
         # timeout instead of failing with "database is locked" half-way through a transaction.
@@ -182,7 +187,6 @@ X_FRAME_OPTIONS = "DENY"
 # --- Static files, i18n ---------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -219,8 +223,6 @@ LOWROUTER_CATALOGUE_FILE = env.str(
 )
 
 # --- Money in: Stripe top-ups, VAT, invoices (billing/checkout.py, webhooks.py, vat.py) -----
-from decimal import Decimal as _decimal  # noqa: E402  (kept inside this block on purpose)
-
 # Test-mode or live secret key; empty disables top-ups (the page says so instead of failing).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 # Signing secret of the webhook endpoint (whsec_...), used to verify Stripe-Signature.
@@ -231,16 +233,20 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # Bounds of one top-up in EUR of credits (net, VAT and fee excluded). Stripe's own minimum
 # charge in EUR is 0.50, so the minimum can never go below it.
-LOWROUTER_TOPUP_MIN_EUR = _decimal(env.str("LOWROUTER_TOPUP_MIN_EUR", default="5"))
-LOWROUTER_TOPUP_MAX_EUR = _decimal(env.str("LOWROUTER_TOPUP_MAX_EUR", default="1000"))
-if not (_decimal("0.50") <= LOWROUTER_TOPUP_MIN_EUR <= LOWROUTER_TOPUP_MAX_EUR):
+LOWROUTER_TOPUP_MIN_EUR = Decimal(env.str("LOWROUTER_TOPUP_MIN_EUR", default="5"))
+LOWROUTER_TOPUP_MAX_EUR = Decimal(env.str("LOWROUTER_TOPUP_MAX_EUR", default="1000"))
+if not (Decimal("0.50") <= LOWROUTER_TOPUP_MIN_EUR <= LOWROUTER_TOPUP_MAX_EUR):
     raise ImproperlyConfigured("Need 0.50 <= LOWROUTER_TOPUP_MIN_EUR <= LOWROUTER_TOPUP_MAX_EUR.")
 # Flat payment-processing and platform fee added to every top-up, EUR, before VAT.
-LOWROUTER_TOPUP_FEE_EUR = _decimal(env.str("LOWROUTER_TOPUP_FEE_EUR", default="0.80"))
+LOWROUTER_TOPUP_FEE_EUR = Decimal(env.str("LOWROUTER_TOPUP_FEE_EUR", default="0.80"))
 # Days after a top-up during which unspent paid credit of it can be refunded (EU cooling-off).
 LOWROUTER_REFUND_WINDOW_DAYS = env.int("LOWROUTER_REFUND_WINDOW_DAYS", default=14)
 # VIES client (dotted path to a class with check(*, country, number) -> bool).
 LOWROUTER_VIES_CHECKER = env.str("LOWROUTER_VIES_CHECKER", default="billing.vat.ViesRestChecker")
+# The VIES REST API the default checker asks; tests point it at a fake VIES on 127.0.0.1.
+LOWROUTER_VIES_URL = env.str(
+    "LOWROUTER_VIES_URL", default="https://ec.europa.eu/taxation_customs/vies/rest-api"
+)
 # The seller block printed on every invoice.
 LOWROUTER_SELLER = {
     "legal_name": env.str("LOWROUTER_SELLER_NAME", default="Carbonifer SAS"),
@@ -262,10 +268,8 @@ LOWROUTER_ECB_90D_URL = env.str(
 LOWROUTER_FX_FETCH_TIMEOUT = env.float("LOWROUTER_FX_FETCH_TIMEOUT", default=15.0)
 
 
-def _fx_buffer_percent(raw: str) -> "Decimal":
+def _fx_buffer_percent(raw: str) -> Decimal:
     # Refuse a non-number loudly at start-up; clamp a number into [0, 20] as documented.
-    from decimal import Decimal, InvalidOperation
-
     try:
         value = Decimal(raw.strip())
     except InvalidOperation:

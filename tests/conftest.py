@@ -17,18 +17,17 @@ from decimal import Decimal
 import pytest
 import uvicorn
 from django.db import connection
+from django.test import Client
 
 from accounts.models import User
-from billing.accounts import create_account
 from catalog.models import Currency, Model, Offering, Provider
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
-from keys.actions import create_key
-from keys.models import ApiKey
+from devtools.demo_upstream import DemoConfig, DemoUpstream
 from lowrouter import asyncdb
 from routing import http_client
 from routing import upstream as upstream_client
-from routing.demo_upstream import DemoConfig, DemoUpstream
 from routing.health import reset_health
+from tests.factories import Funded, make_admin, make_funded, make_operator, signed_in
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 ON_REDIS = bool(os.environ.get("REDIS_URL"))
@@ -72,7 +71,7 @@ class LiveGateway:
 
     def stop(self) -> None:
         # Close the pooled upstream and database connections on their own loop before it ends.
-        for loop in {*http_client.pool_loops(), *asyncdb._loops}:
+        for loop in {*http_client.pool_loops(), *asyncdb.connection_loops()}:
             if loop.is_running():
                 for close in (upstream_client.close_sessions, asyncdb.close_loop_connections):
                     future = asyncio.run_coroutine_threadsafe(close(), loop)
@@ -225,24 +224,22 @@ def catalogue(transactional_db, upstream: DemoUpstream) -> Iterator[Catalogue]:
     reset_snapshot()
 
 
-@dataclass
-class Funded:
-    user: User
-    key: ApiKey
-    token: str
-
-
-def make_funded(
-    email: str = "dev@example.com", credits: Decimal = Decimal("100"), **key_policy: object
-) -> Funded:
-    user = create_account(email=email, credits=credits, verified=True)
-    key, token = create_key(account=user, name=key_policy.pop("name", "test-key"), **key_policy)
-    return Funded(user, key, token)
+@pytest.fixture
+def funded(transactional_db) -> Funded:
+    """The customer persona (tests/factories.py), committed for the live gateway."""
+    return make_funded()
 
 
 @pytest.fixture
-def funded(transactional_db) -> Funded:
-    return make_funded()
+def operator(db: None) -> User:
+    """The operator persona: staff who signs refunds, adjustments and re-issues."""
+    return make_operator()
+
+
+@pytest.fixture
+def admin_client(db: None) -> Client:
+    """The admin persona, signed in to the admin site."""
+    return signed_in(make_admin())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

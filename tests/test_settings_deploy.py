@@ -9,8 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+def run_manage(*args: str, unset: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
+    dropped = {"DEBUG", "SECRET_KEY", *unset}
+    base = {k: v for k, v in os.environ.items() if k not in dropped}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -42,3 +43,21 @@ def test_production_refuses_a_missing_or_weak_secret_key(tmp_path):
     weak = run_manage("check", DEBUG="false", SECRET_KEY="short", LOWROUTER_DATA_DIR=str(tmp_path))
     assert weak.returncode != 0
     assert "too weak" in weak.stderr
+
+
+def test_loading_the_settings_creates_no_directory(tmp_path):
+    data_dir = tmp_path / "data"
+    result = run_manage("check", LOWROUTER_DATA_DIR=str(data_dir))
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert not data_dir.exists()
+
+
+def test_the_embedded_database_creates_its_directory_on_first_connect(tmp_path):
+    data_dir = tmp_path / "data"
+    connect = "from django.db import connection; connection.ensure_connection()"
+    result = run_manage(
+        "shell", "-c", connect, unset=("DATABASE_URL",), LOWROUTER_DATA_DIR=str(data_dir)
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert (data_dir / "db.sqlite3").exists()
+    assert not (data_dir / "static").exists()  # collectstatic makes it when it writes there

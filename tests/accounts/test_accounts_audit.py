@@ -3,12 +3,12 @@ from django.db import transaction
 
 from accounts.audit import record_audit
 from accounts.models import AuditEntry, User
+from tests.factories import UserFactory
 
 
 @pytest.mark.django_db
-def test_record_audit_stores_actor_account_and_changes() -> None:
-    operator = User.objects.create_user("op@example.com", is_staff=True)
-    customer = User.objects.create_user("c@example.com")
+def test_record_audit_stores_actor_account_and_changes(operator: User) -> None:
+    customer = UserFactory()
     entry = record_audit(
         actor=operator,
         account=customer,
@@ -24,7 +24,7 @@ def test_record_audit_stores_actor_account_and_changes() -> None:
 
 @pytest.mark.django_db
 def test_audit_entry_rolls_back_with_the_change_it_records() -> None:
-    customer = User.objects.create_user("c@example.com")
+    customer = UserFactory()
     with pytest.raises(RuntimeError), transaction.atomic():
         record_audit(actor=None, account=customer.pk, action="x", target="y", changes={})
         raise RuntimeError

@@ -2,28 +2,55 @@
 
 import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from payments_helpers import WEBHOOK_SECRET, FakeStripe, make_buyer, make_stripe_handler
 
 from accounts.models import User
+from tests.billing.payments_helpers import (
+    WEBHOOK_SECRET,
+    FakeStripe,
+    FakeVies,
+    make_stripe_handler,
+    make_vies_handler,
+)
+from tests.factories import BuyerFactory
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
 def fake_stripe(settings: Any) -> Iterator[FakeStripe]:
     fake = FakeStripe()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_stripe_handler(fake))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.STRIPE_SECRET_KEY = "sk_test_x"
-    settings.STRIPE_API_BASE = fake.url
-    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with serving(make_stripe_handler(fake)) as url:
+        fake.url = url
+        settings.STRIPE_SECRET_KEY = "sk_test_x"
+        settings.STRIPE_API_BASE = fake.url
+        settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+        yield fake
+
+
+@pytest.fixture
+def fake_vies(settings: Any) -> Iterator[FakeVies]:
+    """The VIES the default checker asks, played on 127.0.0.1."""
+    fake = FakeVies()
+    with serving(make_vies_handler(fake)) as url:
+        fake.url = url
+        settings.LOWROUTER_VIES_URL = url
+        yield fake
 
 
 @pytest.fixture(autouse=True)
@@ -33,4 +60,4 @@ def _webhook_secret(settings: Any) -> None:
 
 @pytest.fixture
 def buyer(db: None) -> User:
-    return make_buyer()
+    return BuyerFactory()

@@ -15,10 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
-from allauth.account.models import EmailAddress
 from django.test import Client
-
-from accounts.models import BillingProfile, User
 
 WEBHOOK_SECRET = "whsec_test_secret"
 
@@ -180,45 +177,51 @@ def post_event(client: Client, event: dict[str, Any], *, signature: str | None =
     )
 
 
+@dataclass
 class FakeVies:
-    """Stands in for VIES: numbers in ``valid`` are known, ``down`` makes it unavailable."""
+    """The VIES REST API on 127.0.0.1 (``GET /ms/{CC}/vat/{number}``, JSON out): the numbers in
+    ``valid`` are known; ``user_error`` answers that VIES cannot say (MS_UNAVAILABLE, ...);
+    ``status`` answers with an HTTP error."""
 
-    def __init__(self, valid: set[str] | None = None, down: bool = False) -> None:
-        self.valid = valid or set()
-        self.down = down
-        self.calls: list[str] = []
-
-    def check(self, *, country: str, number: str) -> bool:
-        from billing.vat import ViesUnavailable
-
-        self.calls.append(country + number)
-        if self.down:
-            raise ViesUnavailable("MS_UNAVAILABLE")
-        return country + number in self.valid
+    url: str = ""
+    valid: set[str] = field(default_factory=set)
+    user_error: str | None = None
+    status: int | None = None
+    # The numbers asked about, with their country prefix.
+    calls: list[str] = field(default_factory=list)
 
 
-def make_buyer(
-    email: str = "buyer@example.com",
-    *,
-    country: str = "FR",
-    vat_number: str = "",
-    verified: bool = True,
-    legal_name: str = "",
-) -> User:
-    user = User.objects.create_user(email, password="pw-for-tests-only")
-    EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
-    BillingProfile.objects.create(
-        account=user,
-        country=country,
-        vat_number=vat_number,
-        legal_name=legal_name,
-        address="1 rue de Test",
-    )
-    return user
+def make_vies_handler(fake: FakeVies) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
 
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            parts = self.path.strip("/").split("/")
+            if len(parts) != 4 or parts[0] != "ms" or parts[2] != "vat":
+                self.send_error(404)
+                return
+            country, number = parts[1], parts[3]
+            fake.calls.append(country + number)
+            if fake.status is not None:
+                self.send_error(fake.status)
+                return
+            known = country + number in fake.valid
+            body = {
+                "isValid": known and fake.user_error is None,
+                "requestDate": "2026-03-01T10:00:00.000Z",
+                "userError": fake.user_error or ("VALID" if known else "INVALID"),
+                "name": "---",
+                "address": "---",
+                "requestIdentifier": "",
+                "originalVatNumber": number,
+                "vatNumber": number,
+            }
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
 
-class AlwaysValidVies:
-    """A VIES stand-in loadable by dotted path, for tests that go through the views."""
-
-    def check(self, *, country: str, number: str) -> bool:
-        return True
+    return Handler

@@ -1,16 +1,14 @@
 """Redemption races on PostgreSQL (see test_payments_concurrency for the harness)."""
 
 import os
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
-from test_payments_concurrency import run_together
 
-from accounts.models import User
 from billing.campaigns import RedeemError, create_codes, redeem_code
 from billing.ledger import get_wallet
 from billing.models import Campaign, LedgerEntry, LedgerKind
+from tests.billing.test_payments_concurrency import run_together
+from tests.factories import CampaignFactory, UserFactory
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 pytestmark = [
@@ -20,19 +18,14 @@ pytestmark = [
 
 
 def make_campaign(cap: int) -> Campaign:
-    return Campaign.objects.create(
-        name="race",
-        credit_micros=100_000_000,
-        deadline=timezone.now() + timedelta(days=1),
-        max_redemptions=cap,
-    )
+    return CampaignFactory(name="race", credit_micros=100_000_000, max_redemptions=cap)
 
 
 @pytest.mark.parametrize("round_", range(3))
 def test_users_racing_for_the_last_redemption_succeed_once(round_: int) -> None:
     campaign = make_campaign(cap=1)
     codes = create_codes(campaign=campaign, count=6, actor=None)
-    users = [User.objects.create_user(f"r{round_}-{i}@example.com") for i in range(6)]
+    users = UserFactory.create_batch(6)
     results = run_together(
         [
             lambda u=u, c=c: redeem_code(user=u, code=c.code)
@@ -50,7 +43,7 @@ def test_users_racing_for_the_last_redemption_succeed_once(round_: int) -> None:
 def test_one_user_redeeming_twice_at_once_succeeds_once(round_: int) -> None:
     campaign = make_campaign(cap=100)
     codes = create_codes(campaign=campaign, count=4, actor=None)
-    user = User.objects.create_user(f"twice{round_}@example.com")
+    user = UserFactory()
     # Two threads on the same code, two on other codes of the same campaign.
     attempts = [codes[0], codes[0], codes[1], codes[2]]
     results = run_together([lambda c=c: redeem_code(user=user, code=c.code) for c in attempts])

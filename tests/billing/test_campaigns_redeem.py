@@ -7,29 +7,20 @@ from django.utils import timezone
 from accounts.models import User
 from billing.campaigns import RedeemError, create_codes, export_codes_csv, redeem_code
 from billing.ledger import get_wallet
-from billing.models import Campaign, CampaignEligibility, LedgerKind
+from billing.models import CampaignEligibility, LedgerKind
+from tests.factories import CampaignFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
 
 
-def make_campaign(**kw: object) -> Campaign:
-    values = {
-        "name": "Launch",
-        "credit_micros": 500 * M,
-        "deadline": timezone.now() + timedelta(days=30),
-        "max_redemptions": 10,
-    }
-    return Campaign.objects.create(**{**values, **kw})
-
-
 @pytest.fixture
 def user(db: None) -> User:
-    return User.objects.create_user("u@example.com")
+    return UserFactory()
 
 
 def test_a_code_grants_the_campaign_credit(user: User) -> None:
-    campaign = make_campaign()
+    campaign = CampaignFactory()
     (code,) = create_codes(campaign=campaign, count=1, actor=None)
     entry = redeem_code(user=user, code=code.code.lower().replace("-", " "))
     assert entry.kind == LedgerKind.ACTIVATION_CODE and entry.amount_micros == 500 * M
@@ -39,7 +30,7 @@ def test_a_code_grants_the_campaign_credit(user: User) -> None:
 
 
 def test_a_user_redeems_a_campaign_once(user: User) -> None:
-    first, second = create_codes(campaign=make_campaign(), count=2, actor=None)
+    first, second = create_codes(campaign=CampaignFactory(), count=2, actor=None)
     redeem_code(user=user, code=first.code)
     with pytest.raises(RedeemError) as err:
         redeem_code(user=user, code=second.code)
@@ -49,25 +40,25 @@ def test_a_user_redeems_a_campaign_once(user: User) -> None:
 
 
 def test_a_used_code_cannot_be_used_by_someone_else(user: User) -> None:
-    (code,) = create_codes(campaign=make_campaign(), count=1, actor=None)
+    (code,) = create_codes(campaign=CampaignFactory(), count=1, actor=None)
     redeem_code(user=user, code=code.code)
-    other = User.objects.create_user("o@example.com")
+    other = UserFactory()
     with pytest.raises(RedeemError) as err:
         redeem_code(user=other, code=code.code)
     assert err.value.code == "code_used"
 
 
 def test_the_cap_stops_redemptions(user: User) -> None:
-    campaign = make_campaign(max_redemptions=1)
+    campaign = CampaignFactory(max_redemptions=1)
     a, b = create_codes(campaign=campaign, count=2, actor=None)
     redeem_code(user=user, code=a.code)
     with pytest.raises(RedeemError) as err:
-        redeem_code(user=User.objects.create_user("o@example.com"), code=b.code)
+        redeem_code(user=UserFactory(), code=b.code)
     assert err.value.code == "campaign_exhausted"
 
 
 def test_expired_and_unknown_codes_are_refused(user: User) -> None:
-    campaign = make_campaign(deadline=timezone.now() - timedelta(seconds=1))
+    campaign = CampaignFactory(deadline=timezone.now() - timedelta(seconds=1))
     (code,) = create_codes(campaign=campaign, count=1, actor=None)
     with pytest.raises(RedeemError) as err:
         redeem_code(user=user, code=code.code)
@@ -78,20 +69,18 @@ def test_expired_and_unknown_codes_are_refused(user: User) -> None:
 
 
 def test_new_accounts_only_campaign_refuses_older_accounts() -> None:
-    campaign = make_campaign(eligibility=CampaignEligibility.NEW_ACCOUNTS)
-    old = User.objects.create_user(
-        "old@example.com", date_joined=campaign.starts_at - timedelta(days=1)
-    )
+    campaign = CampaignFactory(eligibility=CampaignEligibility.NEW_ACCOUNTS)
+    old = UserFactory(date_joined=campaign.starts_at - timedelta(days=1))
     a, b = create_codes(campaign=campaign, count=2, actor=None)
     with pytest.raises(RedeemError) as err:
         redeem_code(user=old, code=a.code)
     assert err.value.code == "not_eligible"
-    new = User.objects.create_user("new@example.com")
+    new = UserFactory()
     assert redeem_code(user=new, code=b.code).amount_micros == 500 * M
 
 
 def test_codes_export_as_csv() -> None:
-    campaign = make_campaign()
+    campaign = CampaignFactory()
     codes = create_codes(campaign=campaign, count=3, actor=None)
     lines = export_codes_csv(campaign).splitlines()
     assert lines[0] == "campaign,code,credits,deadline,redeemed_at"
@@ -100,7 +89,7 @@ def test_codes_export_as_csv() -> None:
 
 
 def test_redeem_page(user: User) -> None:
-    (code,) = create_codes(campaign=make_campaign(), count=1, actor=None)
+    (code,) = create_codes(campaign=CampaignFactory(), count=1, actor=None)
     client = Client()
     client.force_login(user)
     assert client.get("/billing/redeem").status_code == 200

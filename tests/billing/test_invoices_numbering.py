@@ -1,15 +1,21 @@
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.test import Client
-from payments_helpers import FakeStripe, make_buyer, post_event, session_event
 
 from accounts.audit import AuditEntry
 from accounts.models import User
 from billing.checkout import start_checkout
-from billing.invoices import reissue_invoice, render_invoice_pdf
+from billing.invoice_documents import render_invoice_pdf
+from billing.invoices import reissue_invoice
 from billing.models import Invoice, TopUp
+from tests.billing.payments_helpers import (
+    FakeStripe,
+    FakeVies,
+    post_event,
+    session_event,
+)
+from tests.factories import BuyerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,9 +53,9 @@ def test_invoice_pdf_holds_the_totals(fake_stripe: FakeStripe, buyer: User) -> N
     assert render_invoice_pdf(invoice).startswith(b"%PDF")
 
 
-def test_reverse_charge_invoice_says_so(fake_stripe: FakeStripe, settings: Any) -> None:
-    settings.LOWROUTER_VIES_CHECKER = "payments_helpers.AlwaysValidVies"
-    user = make_buyer("b2b@example.com", country="DE", vat_number="DE136695976")
+def test_reverse_charge_invoice_says_so(fake_stripe: FakeStripe, fake_vies: FakeVies) -> None:
+    fake_vies.valid = {"DE136695976"}
+    user = BuyerFactory(email="b2b@example.com", country="DE", vat_number="DE136695976")
     pay(user, "10", 1)
     invoice = Invoice.objects.get()
     assert invoice.reverse_charge and invoice.vat_cents == 0
@@ -57,10 +63,11 @@ def test_reverse_charge_invoice_says_so(fake_stripe: FakeStripe, settings: Any) 
     assert render_invoice_pdf(invoice).startswith(b"%PDF")
 
 
-def test_reissue_keeps_the_original_and_links_it(fake_stripe: FakeStripe, buyer: User) -> None:
+def test_reissue_keeps_the_original_and_links_it(
+    fake_stripe: FakeStripe, buyer: User, operator: User
+) -> None:
     pay(buyer, "10", 1)
     original = Invoice.objects.get()
-    operator = User.objects.create_user("op@example.com", is_staff=True)
     corrected = reissue_invoice(invoice=original, buyer={"legal_name": "ACME SAS"}, actor=operator)
     original.refresh_from_db()
     assert original.buyer["legal_name"] == ""
@@ -81,7 +88,7 @@ def test_only_the_owner_can_download_an_invoice(fake_stripe: FakeStripe, buyer: 
     assert response.status_code == 200 and response.content.startswith(b"%PDF")
     assert number in owner.get("/billing/invoices").content.decode()
     stranger = Client()
-    stranger.force_login(make_buyer("other@example.com"))
+    stranger.force_login(BuyerFactory(email="other@example.com"))
     assert stranger.get(f"/billing/invoices/{number}.pdf").status_code == 404
 
 
@@ -98,6 +105,6 @@ def test_the_invoice_list_shows_each_invoice_with_its_gross_amount(
 
 
 def test_pdf_survives_names_outside_latin1(fake_stripe: FakeStripe) -> None:
-    user = make_buyer("pl@example.com", country="PL", legal_name="Łódź Spółka 🚀")
+    user = BuyerFactory(email="pl@example.com", country="PL", legal_name="Łódź Spółka 🚀")
     pay(user, "10", 1)
     assert render_invoice_pdf(Invoice.objects.get()).startswith(b"%PDF")

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from keys.auth import AuthError, aauthenticate, authenticate
 from lowrouter import asyncdb
-from tests.conftest import make_funded, needs_postgres
+from tests.conftest import needs_postgres
+from tests.factories import make_funded
 
 pytestmark = [needs_postgres, pytest.mark.django_db(transaction=True)]
 
@@ -60,14 +61,14 @@ def test_reserve_and_settle_skip_the_flush_wait_without_leaking_it():
 
     async def steps():
         hold = await _reserve(f, 1_000)
-        pool = asyncdb._loops[asyncio.get_running_loop()]
-        assert len(pool.idle) == 1  # every statement here goes to the same connection
+        # every statement here goes to the same connection
+        assert len(asyncdb.loop_connections_state().idle_pids) == 1
         after_reserve = await asyncdb.fetch_one_on_loop(_COMMIT_SETTING, [])
         outcome = Settlement(
             requested_model="demo/echo-small", status="ok", created_at=timezone.now()
         )
         await asettle_generation(hold=hold, outcome=outcome)
-        assert len(pool.idle) == 1
+        assert len(asyncdb.loop_connections_state().idle_pids) == 1
         after_settle = await asyncdb.fetch_one_on_loop(_COMMIT_SETTING, [])
         return after_reserve, after_settle
 

@@ -2,11 +2,12 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
-from payments_helpers import FakeStripe, FakeVies, make_buyer
 
 from accounts.models import User
 from billing.checkout import TopUpError, quote_topup, start_checkout
 from billing.models import TopUp, TopUpStatus, VatTreatment
+from tests.billing.payments_helpers import FakeStripe, FakeVies
+from tests.factories import BuyerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,11 +19,10 @@ def test_quote_adds_the_fee_then_vat_on_top(settings: object, buyer: User) -> No
     assert (quote.vat_rate, quote.vat_cents, quote.gross_cents) == (Decimal("20"), 416, 2496)
 
 
-def test_reverse_charged_business_pays_no_vat() -> None:
-    user = make_buyer(country="DE", vat_number="DE136695976")
-    quote = quote_topup(
-        account=user, credits_eur=Decimal("10"), vies=FakeVies(valid={"DE136695976"})
-    )
+def test_reverse_charged_business_pays_no_vat(fake_vies: FakeVies) -> None:
+    fake_vies.valid = {"DE136695976"}
+    user = BuyerFactory(country="DE", vat_number="DE136695976")
+    quote = quote_topup(account=user, credits_eur=Decimal("10"))
     assert quote.vat.treatment == VatTreatment.REVERSE_CHARGE
     assert quote.vat_cents == 0
     assert quote.gross_cents == quote.net_cents
@@ -35,7 +35,7 @@ def test_amount_outside_bounds_is_refused(buyer: User, amount: str) -> None:
 
 
 def test_unverified_account_cannot_top_up(fake_stripe: FakeStripe) -> None:
-    user = make_buyer("new@example.com", verified=False)
+    user = BuyerFactory(email="new@example.com", verified=False)
     with pytest.raises(TopUpError, match="Verify"):
         start_checkout(account=user, credits_eur=Decimal("10"), success_url="s", cancel_url="c")
     assert fake_stripe.requests == []

@@ -7,16 +7,15 @@ A naive check-then-write design (read status, then credit) fails these: both thr
 import os
 import threading
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connection
 
-from accounts.models import User
 from billing.ledger import get_wallet
-from billing.models import LedgerEntry, LedgerKind, TopUp, VatTreatment
+from billing.models import LedgerEntry, LedgerKind, TopUp
 from billing.webhooks import process_event
+from tests.factories import TopUpFactory
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 pytestmark = [
@@ -46,20 +45,6 @@ def run_together(tasks: list[Callable[[], Any]]) -> list[Any]:
     return results
 
 
-def make_topup(n: int) -> TopUp:
-    user = User.objects.create_user(f"race{n}@example.com")
-    return TopUp.objects.create(
-        account=user,
-        credits_cents=1000,
-        fee_cents=80,
-        vat_rate=Decimal("20"),
-        vat_cents=216,
-        gross_cents=1296,
-        vat_treatment=VatTreatment.DOMESTIC,
-        stripe_session_id=f"cs_race_{n}",
-    )
-
-
 def event(event_id: str, type: str, topup: TopUp) -> dict[str, Any]:
     session = {
         "id": topup.stripe_session_id,
@@ -73,7 +58,7 @@ def event(event_id: str, type: str, topup: TopUp) -> dict[str, Any]:
 
 @pytest.mark.parametrize("round_", range(3))
 def test_parallel_deliveries_of_one_event_credit_once(round_: int) -> None:
-    topup = make_topup(round_)
+    topup = TopUpFactory()
     same = event(f"evt_same_{round_}", "checkout.session.completed", topup)
     results = run_together([lambda: process_event(same) for _ in range(8)])
     assert not [r for r in results if isinstance(r, Exception)]
@@ -83,7 +68,7 @@ def test_parallel_deliveries_of_one_event_credit_once(round_: int) -> None:
 
 @pytest.mark.parametrize("round_", range(3))
 def test_completed_and_async_succeeded_racing_credit_once(round_: int) -> None:
-    topup = make_topup(round_)
+    topup = TopUpFactory()
     events = [
         event(f"evt_c_{round_}_{i}", "checkout.session.completed", topup) for i in range(3)
     ] + [

@@ -8,16 +8,16 @@ from accounts.models import User
 from billing.ledger import InsufficientBalance, get_wallet, ledger_sum, post_entry
 from billing.models import LedgerKind
 from billing.refunds import adjust_balance
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_balance_always_equals_the_sum_of_entries(seed: int) -> None:
+def test_balance_always_equals_the_sum_of_entries(seed: int, operator: User) -> None:
     rng = random.Random(seed)
-    operator = User.objects.create_user("op@example.com", is_staff=True)
-    users = [User.objects.create_user(f"u{i}@example.com") for i in range(3)]
+    users = UserFactory.create_batch(3)
     for _ in range(200):
         user = rng.choice(users)
         op = rng.choice(["topup", "usage", "promo", "adjust", "refund"])

@@ -7,7 +7,6 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from payments_helpers import FakeStripe, post_event, session_event
 
 from accounts.models import AuditEntry, User
 from billing.checkout import start_checkout
@@ -21,14 +20,10 @@ from billing.refunds import (
     refund_topup,
     retry_pending_refunds,
 )
+from tests.billing.payments_helpers import FakeStripe, post_event, session_event
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000  # micros per credit
-
-
-@pytest.fixture
-def operator(db: None) -> User:
-    return User.objects.create_user("op@example.com", is_staff=True)
 
 
 @pytest.fixture

@@ -6,13 +6,6 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.test import Client
-from payments_helpers import (
-    FakeStripe,
-    charge_refunded_event,
-    post_event,
-    session_event,
-    sign_payload,
-)
 
 from accounts.models import User
 from billing.checkout import start_checkout
@@ -25,6 +18,13 @@ from billing.models import (
     StripeEventStatus,
     TopUp,
     TopUpStatus,
+)
+from tests.billing.payments_helpers import (
+    FakeStripe,
+    charge_refunded_event,
+    post_event,
+    session_event,
+    sign_payload,
 )
 
 pytestmark = pytest.mark.django_db

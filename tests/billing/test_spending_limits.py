@@ -12,7 +12,8 @@ from billing.models import Generation, Hold, KeySpend, Wallet
 from billing.money import credits_to_micros
 from billing.spending import release_orphaned_holds, reserve_credits
 from keys.models import ApiKey
-from tests.conftest import make_funded, needs_postgres
+from tests.conftest import needs_postgres
+from tests.factories import make_funded
 
 BODY = {
     "model": "demo/echo-small",

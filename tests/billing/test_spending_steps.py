@@ -28,7 +28,8 @@ from billing.spending import (
     settle_generation,
 )
 from lowrouter.asyncdb import close_loop_connections
-from tests.conftest import ON_POSTGRES, make_funded
+from tests.conftest import ON_POSTGRES
+from tests.factories import make_funded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

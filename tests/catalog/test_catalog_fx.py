@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
 
-from catalog import fx, pricing
+from catalog import fx, fx_ingest
 from catalog.models import FxIngestRun, FxRate, Model, Offering, Provider
 from catalog.snapshot import load_snapshot
 from tests.catalog.conftest import DEFAULT_RATES, FeedServer, ecb_xml
@@ -82,7 +83,7 @@ def test_target_calendar_closes_on_weekends_easter_may_day_and_christmas() -> No
 
 
 def test_parses_the_real_format_with_decimal_rates() -> None:
-    parsed = fx.parse_ecb_xml(ecb_xml({date(2024, 6, 28): DEFAULT_RATES}))
+    parsed = fx_ingest.parse_ecb_xml(ecb_xml({date(2024, 6, 28): DEFAULT_RATES}))
     assert parsed == {date(2024, 6, 28): {k: Decimal(v) for k, v in DEFAULT_RATES.items()}}
     assert parsed[date(2024, 6, 28)]["IDR"] == Decimal("17487.21")
 
@@ -98,8 +99,8 @@ def test_parses_the_real_format_with_decimal_rates() -> None:
     ],
 )
 def test_malformed_feeds_are_refused(body: bytes) -> None:
-    with pytest.raises(fx.FxFeedError):
-        fx.parse_ecb_xml(body)
+    with pytest.raises(fx_ingest.FxFeedError):
+        fx_ingest.parse_ecb_xml(body)
 
 
 # --- the formula: both worked examples of the pricing page ---------------------------------
@@ -145,10 +146,10 @@ def test_buffer_setting_is_clamped_and_a_non_number_is_refused() -> None:
 def test_first_run_reads_the_90_day_file_then_the_daily_one(feed: FeedServer) -> None:
     days = business_days_back(WEDNESDAY.date(), 60)
     feed.serve_rates({days[0]: DEFAULT_RATES}, {d: DEFAULT_RATES for d in days})
-    first = fx.ingest_fx(now=WEDNESDAY)
+    first = fx_ingest.ingest_fx(now=WEDNESDAY)
     assert first.ok and first.url.endswith("hist-90d.xml")
     assert FxRate.objects.filter(currency="USD").count() == 60
-    second = fx.ingest_fx(now=WEDNESDAY + timedelta(days=1))
+    second = fx_ingest.ingest_fx(now=WEDNESDAY + timedelta(days=1))
     assert second.ok and second.url.endswith("daily.xml")
     assert second.rates_stored == 0  # the same day again: nothing new, no duplicates
     assert feed.hits == ["/eurofxref-hist-90d.xml", "/eurofxref-daily.xml"]
@@ -157,9 +158,11 @@ def test_first_run_reads_the_90_day_file_then_the_daily_one(feed: FeedServer) ->
 def test_a_gap_is_filled_from_the_90_day_file(feed: FeedServer) -> None:
     days = business_days_back(WEDNESDAY.date(), 10)
     feed.serve_rates({days[-1]: DEFAULT_RATES})
-    fx.ingest_fx(now=datetime.combine(days[-1], datetime.min.time(), UTC) + timedelta(hours=17))
+    fx_ingest.ingest_fx(
+        now=datetime.combine(days[-1], datetime.min.time(), UTC) + timedelta(hours=17)
+    )
     feed.serve_rates({days[0]: DEFAULT_RATES}, {d: DEFAULT_RATES for d in days})
-    result = fx.ingest_fx(now=WEDNESDAY)
+    result = fx_ingest.ingest_fx(now=WEDNESDAY)
     assert result.url.endswith("hist-90d.xml")
     assert set(FxRate.objects.filter(currency="USD").values_list("ecb_date", flat=True)) == set(
         days
@@ -171,7 +174,7 @@ def test_weekend_reuses_fridays_rate(feed: FeedServer) -> None:
     friday = date(2026, 11, 27)
     feed.serve_rates({friday: DEFAULT_RATES})
     saturday = datetime(2026, 11, 28, 12, tzinfo=UTC)
-    assert fx.ingest_fx(now=saturday).stale_currencies == []
+    assert fx_ingest.ingest_fx(now=saturday).stale_currencies == []
     for now in (
         saturday,
         datetime(2026, 11, 29, 20, tzinfo=UTC),
@@ -187,7 +190,7 @@ def test_easter_holidays_reuse_the_thursday_rate(feed: FeedServer) -> None:
     thursday = date(2026, 4, 2)
     feed.serve_rates({thursday: DEFAULT_RATES})
     easter_monday = datetime(2026, 4, 6, 18, tzinfo=UTC)
-    result = fx.ingest_fx(now=easter_monday)
+    result = fx_ingest.ingest_fx(now=easter_monday)
     assert result.ok and result.stale_currencies == []
     assert "USD" in fx.current_multipliers(datetime(2026, 4, 7, 10, tzinfo=UTC))
     assert fx.current_multipliers(datetime(2026, 4, 8, 18, tzinfo=UTC)) == {}
@@ -196,8 +199,8 @@ def test_easter_holidays_reuse_the_thursday_rate(feed: FeedServer) -> None:
 def test_a_feed_stuck_on_an_old_day_is_stale(feed: FeedServer, caplog) -> None:
     usd_and_eur_catalogue()
     feed.serve_rates({date(2026, 11, 20): DEFAULT_RATES})
-    with caplog.at_level(logging.ERROR, logger="catalog.fx"):
-        result = fx.ingest_fx(now=WEDNESDAY)
+    with caplog.at_level(logging.ERROR, logger="catalog.fx_ingest"):
+        result = fx_ingest.ingest_fx(now=WEDNESDAY)
     assert result.ok and result.stale_currencies == ["CNY", "USD"]
     assert "FX_INGEST_STALE" in caplog.text
     assert fx.current_multipliers(WEDNESDAY) == {}
@@ -214,7 +217,7 @@ def test_a_failed_ingest_soft_disables_non_eur_providers_alerts_and_recovers(
 ) -> None:
     usd_and_eur_catalogue()
     feed.serve_rates(today_rates())
-    assert fx.ingest_fx().ok
+    assert fx_ingest.ingest_fx().ok
     assert reasons() == {"usdco": "", "cnyco": "", "eurco": ""}
 
     if fault == "malformed":
@@ -223,23 +226,23 @@ def test_a_failed_ingest_soft_disables_non_eur_providers_alerts_and_recovers(
         feed.serve("/eurofxref-daily.xml", b"busy", status=503)
     else:
         settings.LOWROUTER_ECB_DAILY_URL = "http://127.0.0.1:9/eurofxref-daily.xml"
-    with caplog.at_level(logging.ERROR, logger="catalog.fx"):
-        failed = fx.ingest_fx()
+    with caplog.at_level(logging.ERROR, logger="catalog.fx_ingest"):
+        failed = fx_ingest.ingest_fx()
     assert not failed.ok and failed.error
     assert failed.stale_currencies == ["CNY", "USD"]
-    assert pricing.current_rates() == {}  # never a fallback rate
+    assert fx.current_multipliers() == {}  # never a fallback rate
     assert reasons() == {"usdco": "fx_unavailable", "cnyco": "fx_unavailable", "eurco": ""}
     assert "FX_INGEST_STALE" in caplog.text
     assert len(mail.outbox) == 1 and "FX_INGEST_STALE" in mail.outbox[0].subject
     assert "usdco" in mail.outbox[0].body and mail.outbox[0].to == ["ops@example.com"]
     assert "FX_INGEST_STALE" in fx.current_alert()
 
-    fx.ingest_fx()  # still failing: logged again, but the operators are not emailed twice
+    fx_ingest.ingest_fx()  # still failing: logged again, but the operators are not emailed twice
     assert len(mail.outbox) == 1
 
     settings.LOWROUTER_ECB_DAILY_URL = feed.url + "/eurofxref-daily.xml"
     feed.serve_rates(today_rates())
-    recovered = fx.ingest_fx()
+    recovered = fx_ingest.ingest_fx()
     assert recovered.ok and recovered.stale_currencies == []
     assert reasons() == {"usdco": "", "cnyco": "", "eurco": ""}
     assert fx.current_alert() == ""
@@ -249,7 +252,7 @@ def test_a_failed_ingest_soft_disables_non_eur_providers_alerts_and_recovers(
 def test_snapshot_prices_use_the_ecb_multiplier(feed: FeedServer) -> None:
     usd_and_eur_catalogue()
     feed.serve_rates(today_rates())
-    fx.ingest_fx()
+    fx_ingest.ingest_fx()
     snap = load_snapshot()
     usd = snap.model("usdco/m").offerings[0]
     cny = snap.model("cnyco/m").offerings[0]
@@ -260,19 +263,13 @@ def test_snapshot_prices_use_the_ecb_multiplier(feed: FeedServer) -> None:
     assert eur.prompt_eur == Decimal("0.15")
 
 
-def test_the_admin_shows_the_fx_alert_banner(feed: FeedServer) -> None:
-    from django.test import Client
-
-    from accounts.models import User
-
+def test_the_admin_shows_the_fx_alert_banner(feed: FeedServer, admin_client: Client) -> None:
     usd_and_eur_catalogue()
-    client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="x-1"))
-    page = client.get("/admin/").content.decode()
+    page = admin_client.get("/admin/").content.decode()
     assert "FX_INGEST_STALE" in page and "no FX ingest has run yet" in page
     feed.serve_rates(today_rates())
-    fx.ingest_fx()
-    assert "FX_INGEST_STALE" not in client.get("/admin/").content.decode()
+    fx_ingest.ingest_fx()
+    assert "FX_INGEST_STALE" not in admin_client.get("/admin/").content.decode()
 
 
 def test_the_command_runs_the_ingest(feed: FeedServer) -> None:
@@ -295,12 +292,14 @@ def test_the_freshness_check_reloads_snapshots_when_a_rate_ages_out(feed: FeedSe
 
     usd_and_eur_catalogue()
     feed.serve_rates({date(2026, 11, 27): DEFAULT_RATES})
-    fx.ingest_fx(now=datetime(2026, 11, 28, 12, tzinfo=UTC))
-    assert {"CNY", "USD"} <= set(fx.refresh_freshness(datetime(2026, 11, 30, 9, tzinfo=UTC)))
+    fx_ingest.ingest_fx(now=datetime(2026, 11, 28, 12, tzinfo=UTC))
+    assert {"CNY", "USD"} <= set(fx_ingest.refresh_freshness(datetime(2026, 11, 30, 9, tzinfo=UTC)))
     version = cache.get(VERSION_CACHE_KEY)
-    assert {"CNY", "USD"} <= set(fx.refresh_freshness(datetime(2026, 11, 30, 10, tzinfo=UTC)))
+    assert {"CNY", "USD"} <= set(
+        fx_ingest.refresh_freshness(datetime(2026, 11, 30, 10, tzinfo=UTC))
+    )
     assert cache.get(VERSION_CACHE_KEY) == version  # nothing changed, no reload
-    assert fx.refresh_freshness(datetime(2026, 12, 1, 18, tzinfo=UTC)) == []
+    assert fx_ingest.refresh_freshness(datetime(2026, 12, 1, 18, tzinfo=UTC)) == []
     assert cache.get(VERSION_CACHE_KEY) > version
     assert isinstance(fx_freshness_check.apply().get(), list)
 

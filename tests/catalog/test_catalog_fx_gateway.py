@@ -6,7 +6,8 @@ from decimal import Decimal
 import httpx
 
 from billing.models import Generation
-from catalog.fx import ingest_fx, oldest_fresh_ecb_date
+from catalog.fx import oldest_fresh_ecb_date
+from catalog.fx_ingest import ingest_fx
 from catalog.models import Currency
 from tests.conftest import add_model, add_offering, add_provider
 

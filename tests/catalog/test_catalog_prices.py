@@ -10,10 +10,9 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
-from accounts.models import User
 from billing.models import Generation
-from catalog import prices
-from catalog.catalogue import sync_catalogue
+from catalog import price_changes
+from catalog.catalogue_sync import sync_catalogue
 from catalog.models import (
     FeeChangeStatus,
     Model,
@@ -24,6 +23,7 @@ from catalog.models import (
     Provider,
 )
 from tests.catalog.conftest import FeedServer
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -67,12 +67,14 @@ def test_a_small_price_change_applies_and_is_kept_in_history(tmp_path: Path) -> 
     report = sync_catalogue(write(tmp_path, prompt="1.10"))
     assert report.prices_pending == 0
     assert offering().prompt_price == Decimal("1.10")
-    history = prices.price_history(offering())
+    history = price_changes.price_history(offering())
     assert [h.prompt_price for h in history] == [Decimal("1.00"), Decimal("1.10")]
     assert history[1].old_prompt_price == Decimal("1.00") and history[1].effective_at
 
 
-def test_a_large_price_change_waits_for_operator_approval(tmp_path: Path) -> None:
+def test_a_large_price_change_waits_for_operator_approval(
+    tmp_path: Path, admin_client: Client
+) -> None:
     sync_catalogue(write(tmp_path))
     report = sync_catalogue(write(tmp_path, prompt="2.00"))
     assert report.prices_pending == 1
@@ -83,10 +85,7 @@ def test_a_large_price_change_waits_for_operator_approval(tmp_path: Path) -> Non
     assert sync_catalogue(write(tmp_path, prompt="2.00")).prices_pending == 1
     assert PriceChange.objects.filter(status=PriceChangeStatus.PENDING).count() == 1
 
-    admin = User.objects.create_superuser(email="ops@example.com", password="pw-1")
-    client = Client()
-    client.force_login(admin)
-    client.post(
+    admin_client.post(
         "/admin/catalog/pricechange/",
         {"action": "approve", "_selected_action": [pending.pk]},
     )
@@ -94,14 +93,14 @@ def test_a_large_price_change_waits_for_operator_approval(tmp_path: Path) -> Non
     assert pending.status == PriceChangeStatus.APPLIED
     assert pending.decided_by == "ops@example.com"
     assert offering().prompt_price == Decimal("2.00")
-    assert not prices.approve_price_change(change_id=pending.pk, by="again")
+    assert not price_changes.approve_price_change(change_id=pending.pk, by="again")
 
 
 def test_a_rejected_change_leaves_the_price(tmp_path: Path) -> None:
     sync_catalogue(write(tmp_path))
     sync_catalogue(write(tmp_path, prompt="0.10"))
     change = PriceChange.objects.get(status=PriceChangeStatus.PENDING)
-    assert prices.reject_price_change(change_id=change.pk, by="ops")
+    assert price_changes.reject_price_change(change_id=change.pk, by="ops")
     assert offering().prompt_price == Decimal("1.00")
 
 
@@ -125,10 +124,10 @@ def price_list(**overrides: object) -> bytes:
 def test_a_remote_price_list_is_validated_and_applied(tmp_path: Path, feed: FeedServer) -> None:
     sync_catalogue(write(tmp_path, url=feed.url + "/prices.json"))
     feed.serve("/prices.json", price_list(), ctype="application/json")
-    [report] = prices.ingest_price_lists()
+    [report] = price_changes.ingest_price_lists()
     assert (report.applied, report.pending, report.error) == (1, 0, "")
     assert offering().prompt_price == Decimal("1.05")
-    assert prices.price_history(offering())[-1].source.startswith("url:http://127.0.0.1")
+    assert price_changes.price_history(offering())[-1].source.startswith("url:http://127.0.0.1")
 
 
 @pytest.mark.parametrize(
@@ -152,13 +151,13 @@ def test_a_bad_remote_price_list_is_refused_whole(
 ) -> None:
     sync_catalogue(write(tmp_path, url=feed.url + "/prices.json"))
     feed.serve("/prices.json", body, ctype="application/json")
-    [report] = prices.ingest_price_lists()
+    [report] = price_changes.ingest_price_lists()
     assert error in report.error
     assert offering().prompt_price == Decimal("1.00")
 
 
 def used_by(email: str, model_id: str) -> None:
-    user = User.objects.create_user(email=email, password="pw-1")
+    user = UserFactory(email=email)
     Generation.objects.create(
         account=user, requested_model=model_id, resolved_model=model_id, status="ok"
     )
@@ -182,9 +181,9 @@ def test_a_fee_increase_is_scheduled_30_days_ahead_and_announced_to_its_users(
     change.refresh_from_db()
     assert change.announced_to == 1
 
-    assert prices.apply_due_fee_changes() == 0
+    assert price_changes.apply_due_fee_changes() == 0
     PlatformFeeChange.objects.filter(pk=change.pk).update(effective_at=timezone.now())
-    assert prices.apply_due_fee_changes() == 1
+    assert price_changes.apply_due_fee_changes() == 1
     model.refresh_from_db()
     assert model.platform_fee_per_1m == Decimal("0.20")
 
@@ -195,12 +194,12 @@ def test_a_fee_decrease_applies_at_once(tmp_path: Path) -> None:
     assert Model.objects.get(id="acme/big").platform_fee_per_1m == Decimal("0.05")
 
 
-def test_the_admin_refuses_a_fee_increase_with_short_notice(tmp_path: Path) -> None:
+def test_the_admin_refuses_a_fee_increase_with_short_notice(
+    tmp_path: Path, admin_client: Client
+) -> None:
     sync_catalogue(write(tmp_path))
-    client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-1"))
     soon = (timezone.now() + timedelta(days=5)).strftime("%Y-%m-%d")
-    response = client.post(
+    response = admin_client.post(
         "/admin/catalog/platformfeechange/add/",
         {"model": "acme/big", "new_fee": "0.50", "effective_at_0": soon, "effective_at_1": "00:00"},
     )
@@ -222,12 +221,12 @@ def test_the_daily_task_runs_every_step(tmp_path: Path, feed: FeedServer, settin
     assert Provider.objects.filter(id="acme").exists()
 
 
-def test_a_price_typed_in_the_admin_is_kept_in_history(tmp_path: Path) -> None:
+def test_a_price_typed_in_the_admin_is_kept_in_history(
+    tmp_path: Path, admin_client: Client
+) -> None:
     sync_catalogue(write(tmp_path))
     o = offering()
-    client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-1"))
-    response = client.post(
+    response = admin_client.post(
         f"/admin/catalog/offering/{o.pk}/change/",
         {
             "model": "acme/big",
@@ -241,6 +240,6 @@ def test_a_price_typed_in_the_admin_is_kept_in_history(tmp_path: Path) -> None:
         },
     )
     assert response.status_code == 302
-    last = prices.price_history(offering())[-1]
+    last = price_changes.price_history(offering())[-1]
     assert (last.old_prompt_price, last.prompt_price) == (Decimal("1.00"), Decimal("1.25"))
     assert last.source == "admin:ops@example.com"

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from catalog.catalogue import CatalogueError, sync_catalogue
+from catalog.catalogue import CatalogueError
+from catalog.catalogue_sync import sync_catalogue
 from catalog.models import Model, Offering, PriceChange, Provider
 from catalog.snapshot import load_snapshot
 

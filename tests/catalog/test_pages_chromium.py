@@ -8,10 +8,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from pages_chromium import CHROMIUM, DESKTOP, PHONE, Page, dump_dom, with_page
-from pages_helpers import make_page_catalogue
 
 from catalog.snapshot import reset_snapshot
+from tests.catalog.pages_chromium import CHROMIUM, DESKTOP, PHONE, Page, dump_dom, with_page
+from tests.catalog.pages_helpers import make_page_catalogue
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium binary")
 
@@ -21,7 +21,6 @@ SHOT_DIR = Path(os.environ.get("LOWROUTER_SCREENSHOT_DIR", "/tmp/lowrouter-scree
 
 @pytest.fixture
 def site(transactional_db, settings, live_server):
-    settings.ROOT_URLCONF = "pages_urls"
     settings.LOWROUTER_FX_BUFFER_PERCENT = Decimal("3.0")
     settings.LOWROUTER_FX_FLOORS = {"USD": "1.0"}
     reset_snapshot()

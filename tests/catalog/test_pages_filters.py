@@ -4,15 +4,14 @@ from decimal import Decimal
 
 import pytest
 from django.http import QueryDict
-from pages_helpers import make_page_catalogue
 
 from catalog.filters import FilterError, filter_models, parse_filters
 from catalog.snapshot import get_snapshot, reset_snapshot
+from tests.catalog.pages_helpers import make_page_catalogue
 
 
 @pytest.fixture
 def models(db, settings) -> list:
-    settings.ROOT_URLCONF = "pages_urls"
     settings.LOWROUTER_FX_BUFFER_PERCENT = Decimal("3.0")
     settings.LOWROUTER_FX_FLOORS = {"USD": "1.0"}
     reset_snapshot()

@@ -4,17 +4,17 @@ import re
 from decimal import Decimal
 
 import pytest
-from pages_helpers import make_page_catalogue
+from django.core.management import call_command
 
 from catalog.models import FxIngestRun, FxRate
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
+from tests.catalog.pages_helpers import make_page_catalogue
 
 PAGE_BUDGET = 100 * 1024
 
 
 @pytest.fixture
 def site(db, settings, client):
-    settings.ROOT_URLCONF = "pages_urls"
     settings.LOWROUTER_FX_BUFFER_PERCENT = Decimal("3.0")
     settings.LOWROUTER_FX_FLOORS = {"USD": "1.0"}
     reset_snapshot()
@@ -170,10 +170,7 @@ def test_every_page_is_well_under_100_kb(site, url: str) -> None:
     assert len(response.content) < PAGE_BUDGET
 
 
-def test_model_browser_with_the_shipped_catalogue_stays_under_100_kb(db, settings, client) -> None:
-    from django.core.management import call_command
-
-    settings.ROOT_URLCONF = "pages_urls"
+def test_model_browser_with_the_shipped_catalogue_stays_under_100_kb(db, client) -> None:
     reset_snapshot()
     call_command("catalog_sync")
     mark_catalog_changed()

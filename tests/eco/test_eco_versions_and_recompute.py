@@ -5,11 +5,18 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
+from django.test import Client
 
-from accounts.models import User
 from billing.models import Generation, GenerationStatus
-from eco.estimate import EcoEstimate, estimate_request, load_eco_context, recompute
+from eco.estimate import (
+    EcoEstimate,
+    estimate_request,
+    load_eco_context,
+    read_eco_context_version,
+    recompute,
+)
 from eco.models import MethodologyVersion
+from tests.factories import UserFactory
 
 V04 = "v0.4-2026-01"
 ECOLOGITS = "ecologits-0.11.3"
@@ -33,9 +40,8 @@ def _estimate(ctx, version: str | None = None) -> EcoEstimate:  # noqa: ANN001
 
 
 def _store(estimate: EcoEstimate) -> Generation:
-    account, _ = User.objects.get_or_create(email="eco@example.com")
     return Generation.objects.create(
-        account=account,
+        account=UserFactory(),
         requested_model="m",
         status=GenerationStatus.OK,
         energy_wh=estimate.energy_wh,
@@ -74,10 +80,15 @@ def test_recompute_reproduces_after_a_json_round_trip(fresh_ctx, version: str) -
 
 
 @pytest.mark.parametrize("version", [V04, ECOLOGITS])
-def test_recompute_command_accepts_a_stored_generation(db: None, version: str) -> None:
+def test_recompute_command_accepts_a_stored_generation(
+    db: None, version: str, capsys: pytest.CaptureFixture
+) -> None:
     generation = _store(_estimate(load_eco_context(), version))
     generation.refresh_from_db()
-    call_command("eco_recompute", generation.pk)
+    call_command("eco_recompute", generation.pk)  # raises CommandError on a mismatch
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{generation.pk}: ok ({version})"]
+    assert err == ""
 
 
 def test_recompute_command_reports_a_mismatch(db: None, capsys: pytest.CaptureFixture) -> None:
@@ -98,12 +109,18 @@ def test_recompute_command_reports_tampered_coefficients(db: None) -> None:
         call_command("eco_recompute", generation.pk)
 
 
-def test_recompute_command_accepts_an_omitted_estimate(db: None) -> None:
-    account = User.objects.create(email="none@example.com")
+def test_recompute_command_accepts_an_omitted_estimate(
+    db: None, capsys: pytest.CaptureFixture
+) -> None:
+    account = UserFactory()
     generation = Generation.objects.create(
         account=account, requested_model="m", status=GenerationStatus.OK
     )
-    call_command("eco_recompute", generation.pk)
+    assert generation.energy_wh is None and not generation.eco_inputs
+    call_command("eco_recompute", generation.pk)  # raises CommandError on a mismatch
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{generation.pk}: ok ({generation.methodology_version})"]
+    assert err == ""
 
 
 def test_changing_the_current_version_affects_only_later_estimates(db: None) -> None:
@@ -122,14 +139,10 @@ def test_changing_the_current_version_affects_only_later_estimates(db: None) -> 
     call_command("eco_recompute", before.pk, after.pk)
 
 
-def test_operator_makes_a_version_current_in_the_admin(db: None, client) -> None:  # noqa: ANN001
-    from eco.estimate import read_eco_context_version
-
-    admin_user = User.objects.create_superuser(email="ops@example.com", password="pw")
-    client.force_login(admin_user)
+def test_operator_makes_a_version_current_in_the_admin(admin_client: Client) -> None:
     before = read_eco_context_version()
     target = MethodologyVersion.objects.get(version=ECOLOGITS)
-    response = client.post(
+    response = admin_client.post(
         "/admin/eco/methodologyversion/",
         {"action": "make_current", "_selected_action": [target.pk]},
     )

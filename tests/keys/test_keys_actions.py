@@ -7,16 +7,16 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import AuditEntry
-from billing.accounts import create_account
 from keys.actions import KeyPolicyError, create_key, revoke_key, update_key
 from keys.auth import AuthError, authenticate
 from keys.models import ApiKey
 from keys.tokens import digest_token
+from tests.factories import AccountFactory
 
 
 @pytest.fixture
 def user(db):
-    return create_account(email="owner@example.com", credits=Decimal(10), verified=True)
+    return AccountFactory(email="owner@example.com", credits=Decimal(10))
 
 
 def test_token_is_long_prefixed_and_stored_only_as_digest(user):

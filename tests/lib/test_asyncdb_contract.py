@@ -147,30 +147,34 @@ def test_statements_go_on_the_loop_only_on_postgresql():
 
 def test_one_background_refresh_runs_at_a_time():
     calls: list[int] = []
+    started = threading.Event()
     release = threading.Event()
 
     def reload() -> None:
         calls.append(1)
+        started.set()
         release.wait(5)
 
-    async def steps() -> int:
-        for _ in range(5):
+    async def steps() -> tuple[int, bool]:
+        asyncdb.refresh_in_background("copy", reload)
+        running = asyncdb.pending_refresh("copy")
+        for _ in range(4):  # the requests that find the copy stale meanwhile
             asyncdb.refresh_in_background("copy", reload)
-        running = asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
-        await asyncio.sleep(0.05)
+        same = asyncdb.pending_refresh("copy") is running
+        assert await asyncio.to_thread(started.wait, 10)
         during = len(calls)
         release.set()
         await running
         asyncdb.refresh_in_background("copy", reload)  # the next one, once it has finished
-        await asyncdb._refreshes[(asyncio.get_running_loop(), "copy")]
-        return during
+        await asyncdb.pending_refresh("copy")
+        return during, same
 
-    assert on_loop(steps) == 1
+    during, same = on_loop(steps)
+    assert during == 1 and same
     assert len(calls) == 2
 
 
 def test_a_failed_background_refresh_is_logged_once_and_retried_later(caplog, monkeypatch):
-    monkeypatch.setattr(asyncdb, "REFRESH_RETRY_S", 0.2)
     calls: list[int] = []
 
     def reload() -> None:
@@ -178,17 +182,18 @@ def test_a_failed_background_refresh_is_logged_once_and_retried_later(caplog, mo
         raise RuntimeError("cache down")
 
     async def steps() -> None:
-        key = (asyncio.get_running_loop(), "copy")
         asyncdb.refresh_in_background("copy", reload)
+        failed = asyncdb.pending_refresh("copy")
         with pytest.raises(RuntimeError):
-            await asyncdb._refreshes[key]
+            await failed
         for _ in range(5):  # the requests right after it start nothing
             asyncdb.refresh_in_background("copy", reload)
-        assert asyncdb._refreshes[key].done()
-        await asyncio.sleep(0.2)  # REFRESH_RETRY_S has passed
+        assert asyncdb.pending_refresh("copy") is failed
+        monkeypatch.setattr(asyncdb, "REFRESH_RETRY_S", 0.0)  # the retry delay has passed
         asyncdb.refresh_in_background("copy", reload)
+        assert asyncdb.pending_refresh("copy") is not failed
         with pytest.raises(RuntimeError):
-            await asyncdb._refreshes[key]
+            await asyncdb.pending_refresh("copy")
 
     on_loop(steps)
     assert len(calls) == 2

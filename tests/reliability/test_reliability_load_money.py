@@ -10,7 +10,8 @@ import pytest
 from billing.ledger import ledger_sum
 from billing.models import Generation, Hold, KeySpend, Wallet
 from billing.money import credits_to_micros
-from tests.conftest import make_funded, needs_postgres, needs_redis
+from tests.conftest import needs_postgres, needs_redis
+from tests.factories import make_funded
 from tests.processes import shared_database_url, start_gateway_process
 
 pytestmark = [needs_postgres, needs_redis, pytest.mark.timeout(240)]

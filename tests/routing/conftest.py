@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
-from routing.demo_upstream import DemoConfig, DemoUpstream
+from devtools.demo_upstream import DemoConfig, DemoUpstream
 from routing.health import reset_health
 from routing.policies import reset_policies
-from tests.conftest import Funded, add_model, add_offering, add_provider, make_funded
+from tests.conftest import add_model, add_offering, add_provider
+from tests.factories import Funded, make_funded
 
 
 @pytest.fixture(autouse=True)

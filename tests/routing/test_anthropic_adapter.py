@@ -16,6 +16,7 @@ from billing.models import Generation
 from catalog.credentials import set_credential
 from catalog.models import WireFormat
 from catalog.snapshot import mark_catalog_changed, reset_snapshot
+from devtools.demo_upstream import DEMO_WORDS, DemoUpstream
 from routing.anthropic_adapter import (
     API_VERSION,
     DEFAULT_MAX_TOKENS,
@@ -27,7 +28,6 @@ from routing.anthropic_adapter import (
     translate_events,
     usage_to_openai,
 )
-from routing.demo_upstream import DEMO_WORDS, DemoUpstream
 from tests.conftest import add_model, add_offering, add_provider
 
 # --- Request translation ------------------------------------------------------------------

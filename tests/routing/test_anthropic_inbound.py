@@ -20,7 +20,7 @@ from billing.ledger import get_wallet, ledger_sum
 from billing.models import Generation, LedgerEntry, LedgerKind
 from routing.anthropic_inbound import StreamTranslator, to_chat_request, to_message
 from routing.errors import ApiError
-from tests.conftest import make_funded
+from tests.factories import make_funded
 from tests.reliability.conftest import (  # noqa: F401 (canary is a fixture)
     assert_books_exact,
     canary,

@@ -186,7 +186,7 @@ def test_a_region_pin_fails_closed_with_a_503_and_never_another_region(fleet):
 
 
 def test_a_key_region_pin_fails_closed(fleet, transactional_db):
-    from tests.conftest import make_funded
+    from tests.factories import make_funded
 
     pinned = make_funded(email="pinned@example.com", region="eu-north")
     fail(fleet.servers["gamma"])

@@ -16,9 +16,19 @@ class Client:
     def __init__(self) -> None:
         self.sent: list[dict] = []
         self.gone = asyncio.Event()
+        self.got_message = asyncio.Event()
 
     async def send(self, message: dict) -> None:
         self.sent.append(message)
+        self.got_message.set()
+
+    async def wait_for_bodies(self, count: int, timeout: float = 10.0) -> None:
+        """Until ``count`` body chunks have arrived; the timeout bounds the wait, it is no
+        assertion about speed."""
+        async with asyncio.timeout(timeout):
+            while len(self.bodies()) < count:
+                self.got_message.clear()
+                await self.got_message.wait()
 
     async def receive(self) -> dict:
         await self.gone.wait()
@@ -49,8 +59,7 @@ def test_a_client_that_leaves_mid_stream_stops_the_relay_and_lets_it_clean_up():
     async def exchange():
         reply = stream_of(1000, closed)
         relay = asyncio.create_task(_relay_watching(reply, client.send, client.receive))
-        while len(client.bodies()) < 3:
-            await asyncio.sleep(0.005)
+        await client.wait_for_bodies(3)
         client.gone.set()
         await relay
         return relay
@@ -82,12 +91,19 @@ def test_a_client_that_leaves_after_the_end_changes_nothing():
     closed: list[str] = []
     client = Client()
 
-    async def exchange():
+    async def exchange() -> tuple[int, bool]:
         await _relay_watching(stream_of(2, closed, pause=0), client.send, client.receive)
+        sent = len(client.sent)
         client.gone.set()
-        await asyncio.sleep(0.01)
+        # The disconnect watcher is the only other task: once it has ended, nothing more can
+        # react to the client leaving.
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others, timeout=10)
+        return len(client.sent) - sent, all(t.done() for t in others)
 
-    asyncio.run(exchange())
+    sent_after_leaving, watcher_ended = asyncio.run(exchange())
+    assert sent_after_leaving == 0 and watcher_ended
     assert closed == ["closed"]
     assert client.bodies()[-1] == b"data: [DONE]\n\n"
     assert client.sent[-1]["more_body"] is False
@@ -101,7 +117,7 @@ def test_a_cancellation_that_is_not_the_client_leaving_goes_on():
         relay = asyncio.create_task(
             _relay_watching(stream_of(1000, closed), client.send, client.receive)
         )
-        await asyncio.sleep(0.03)
+        await client.wait_for_bodies(2)
         relay.cancel()  # e.g. the server shutting down
         with pytest.raises(asyncio.CancelledError):
             await relay

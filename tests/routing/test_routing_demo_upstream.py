@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from routing.demo_upstream import DEMO_MODELS, DemoUpstream
+from devtools.demo_upstream import DEMO_MODELS, DemoUpstream
 
 CHAT = "/chat/completions"
 BODY: dict[str, Any] = {

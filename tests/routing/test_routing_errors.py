@@ -7,7 +7,7 @@ import pytest
 
 from billing.models import Generation, Hold
 from keys.actions import create_key, revoke_key
-from tests.conftest import make_funded
+from tests.factories import make_funded
 
 BODY = {"model": "demo/echo-small", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -15,7 +15,7 @@ from lowrouter import asyncdb
 from routing import health, policies
 from routing.router import aroute_request, snapshot_slots
 from routing.validation import parse_chat_request
-from tests.conftest import make_funded
+from tests.factories import make_funded
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -32,7 +32,7 @@ def test_a_snapshot_just_past_its_interval_is_served_while_it_reloads(catalogue)
         first = await snapshots.aget_snapshot()
         snapshots._state.checked_at = _age(snapshots.CHECK_INTERVAL + 1)
         served = await snapshots.aget_snapshot()
-        running = asyncdb._refreshes[(asyncio.get_running_loop(), "catalogue")]
+        running = asyncdb.pending_refresh("catalogue")
         await running
         fresh_again = time.monotonic() - snapshots._state.checked_at < snapshots.CHECK_INTERVAL
         return first, served, fresh_again
@@ -82,7 +82,7 @@ def test_routing_serves_recent_copies_and_refreshes_them_once(catalogue):
         policies.refreshed = counting_refresh
         try:
             plans = await asyncio.gather(*(aroute_request(snap, req, key) for _ in range(8)))
-            await asyncdb._refreshes[(asyncio.get_running_loop(), "routing")]
+            await asyncdb.pending_refresh("routing")
         finally:
             policies.refreshed = real_refresh
         return plans, policies.is_fresh(), health.is_fresh(slots)

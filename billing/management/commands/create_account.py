@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.accounts import create_account
+from billing.onboarding import create_account
 
 
 class Command(BaseCommand):

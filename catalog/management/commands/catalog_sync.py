@@ -4,7 +4,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.catalogue import CatalogueError, sync_catalogue
+from catalog.catalogue import CatalogueError
+from catalog.catalogue_sync import sync_catalogue
 
 
 class Command(BaseCommand):

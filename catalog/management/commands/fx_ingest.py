@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from catalog.fx import ingest_fx
+from catalog.fx_ingest import ingest_fx
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from accounts.models import User
-from billing.accounts import create_account
 from billing.ledger import ledger_sum
+from billing.onboarding import create_account
 from catalog.models import Provider
 from catalog.snapshot import mark_catalog_changed
 from keys.actions import create_key, revoke_key

@@ -1,4 +1,5 @@
-"""Creating billing accounts (a user with a wallet), used by commands and tests."""
+"""Opening a billing account: the user, a verified address if asked, the wallet and its first credit
+(granted through the ledger). Used by the create_account and demo_setup commands and by tests."""
 
 from decimal import Decimal
 

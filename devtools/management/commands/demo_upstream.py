@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from routing.demo_upstream import DemoConfig, run_demo_upstream
+from devtools.demo_upstream import DemoConfig, run_demo_upstream
 
 
 class Command(BaseCommand):
