@@ -11,7 +11,7 @@ the real usage, the key's spend counters and the daily aggregate, and releases t
 outcome settles (success, upstream error, disconnect, timeout); a hold orphaned by a dead process
 is released by ``release_orphaned_holds`` (a periodic task).
 
-On PostgreSQL both run as server-side functions (migration billing 0004), one round trip each;
+On PostgreSQL both run as server-side functions (``billing/sql/``), one round trip each;
 on SQLite, where a statement costs no round trip, as the same steps in Python.
 """
 
@@ -46,7 +46,8 @@ ORPHAN_AFTER = timedelta(minutes=30)
 
 class KeyChanged(Exception):
     """PostgreSQL only: the key the request was routed with is no longer usable (``key``) or
-    no longer as it was read (``stale``); nothing was held (migration billing 0006)."""
+    no longer as it was read (``stale``); nothing was held (``billing/sql/lowrouter_reserve.sql``).
+    """
 
     def __init__(self, why: str) -> None:
         super().__init__(why)
@@ -262,7 +263,7 @@ def reserve_credits(
 
     Three steps, in one transaction: the wallet (conditional UPDATE), both key periods (locked,
     checked, raised), the hold row. A refusal leaves nothing held. On PostgreSQL the steps run
-    as the ``lowrouter_reserve`` function (migrations billing 0004-0006): one round trip, which
+    as the ``lowrouter_reserve`` function (``billing/sql/``): one round trip, which
     first checks that the key is still usable and, given ``key_fingerprint``, unchanged since it
     was read (else KeyChanged). On SQLite the caller read the key in the same unit of work.
     """
@@ -436,8 +437,9 @@ def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, in
     """Record the generation, debit what it really cost, and release the hold, atomically.
 
     Six steps: the hold, the wallet and its ledger entry, the generation, the key's spend, the
-    daily aggregate. On PostgreSQL they run as the ``lowrouter_settle`` function (migration
-    billing 0004): one round trip. Returns the micros charged and the balance after it.
+    daily aggregate. On PostgreSQL they run as the ``lowrouter_settle`` function
+    (``billing/sql/lowrouter_settle.sql``): one round trip. Returns the micros charged and the
+    balance after it.
     """
     gen = _generation_row(hold, outcome)
     charge = max(0, outcome.cost_micros)

@@ -1,25 +1,30 @@
-"""Settlement touches the rows every request of an account or key shares last.
+-- lowrouter_settle: record a finished request and pay for it, in one round trip
+-- (billing/spending.py, ``settle_generation``): release its hold, write the generation record
+-- and its ledger debit, move the wallet and the key's spend, add to the daily aggregate.
+--
+-- Why it is written this way (each point was measured on the target machine):
+--   * The shared rows (the wallet, the key's spend, the daily aggregate: what every request of
+--     an account or key touches) are locked last, so they are held for a few updates and the
+--     commit only, not for the record's inserts (at 16 concurrent requests of one account,
+--     locking the wallet early left about 6 of the 16 waiting on row locks).
+--   * Its commit does not wait for the WAL flush (~0.8 ms per answer). Only a PostgreSQL crash
+--     can lose the last moment's commits (at most three wal_writer_delay periods); the WAL is
+--     replayed in order, so a settlement survives whole or not at all, and the hold it would
+--     have deleted survives with its reservation for the orphan reaper to release.
+--
+-- This file is the function's one source: billing/dbfunctions.py reads it, and billing
+-- migrations install whatever the file holds when they run. Hence the rule:
+--   * To change the function, edit this file AND add a billing migration that runs
+--     install_functions("lowrouter_settle"), so that databases migrated before
+--     the edit get it too. tests/billing/test_money_core_functions.py compares the installed
+--     function (pg_get_functiondef) with this file: an edit without its migration fails CI.
+--   * A fresh database runs every install with today's text; that is why the file holds a
+--     single CREATE OR REPLACE FUNCTION and nothing that depends on when it runs.
+--   * Changing the signature (arguments or OUT columns) makes CREATE OR REPLACE add a second
+--     function beside the old one: the migration must drop the old signature first.
+--   * On SQLite the same steps run as statements (billing/spending.py, settle_by_statements);
+--     keep the two step for step alike: tests/billing/test_money_core_scenarios.py runs both.
 
-A row lock lasts until the transaction ends, and a settlement's commit waits for its WAL flush
-(about 0.8 ms on the target machine). In ``lowrouter_settle`` as first written, the wallet row
-was locked by the second statement, so every request of one account queued behind the whole
-of another's settlement: the record's inserts, the aggregates and the flush (sampled at 16
-concurrent requests of one account: about 6 of the 16 were waiting on row locks). Now the
-generation and its ledger entry are written first, at the charge asked for, and the shared
-rows (the wallet, the key's spend, the daily aggregate) come last, held for those updates and
-the commit only. When the wallet cannot pay the whole charge (a hold the reaper took back, an
-operator's debit, an upstream that ignored the bound), the two new rows are corrected before
-the commit. The results are the same in every case (tests/billing/test_spending_steps.py runs
-them on both forms).
-"""
-
-import importlib
-
-from django.db import migrations
-
-_previous = importlib.import_module("billing.migrations.0004_spending_functions")
-
-SETTLE = """
 CREATE OR REPLACE FUNCTION lowrouter_settle(
     p_hold bigint, p_account bigint, p_key bigint, p_amount bigint, p_day date, p_month date,
     p_charge bigint, p_generation jsonb,
@@ -31,6 +36,8 @@ DECLARE
     gen_id text := p_generation->>'id';
     completed timestamptz := (p_generation->>'completed_at')::timestamptz;
 BEGIN
+    -- This transaction's commit does not wait for the WAL flush (see migration 0008).
+    PERFORM set_config('synchronous_commit', 'off', true);
     -- If the orphan reaper already deleted this hold, its counters were given back already.
     DELETE FROM billing_hold WHERE id = p_hold;
     IF FOUND THEN
@@ -95,19 +102,3 @@ BEGIN
         carbon_g = u.carbon_g + excluded.carbon_g;
 END
 $$;
-"""
-
-
-def forwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(SETTLE)
-
-
-def backwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(_previous.SETTLE)
-
-
-class Migration(migrations.Migration):
-    dependencies = [("billing", "0006_reserve_checks_the_key")]
-    operations = [migrations.RunPython(forwards, backwards)]
