@@ -1,16 +1,22 @@
 """The money core's PostgreSQL functions, one canonical ``.sql`` file each in ``billing/sql/``.
 
 Migrations install a function from its file as the file is when the migration runs, never from
-a copy of the text kept in the migration. So the rule for changing one (also at the head of
-each file): edit the file, and add a billing migration whose operation is
-``install_functions("<name>")``; databases migrated before the edit then get the new text, and
-a fresh database gets it from its first install on. ``tests/billing/test_money_core_functions.py``
-compares each installed function with its file, which fails an edit made without the migration.
-A changed signature needs the old one dropped first (CREATE OR REPLACE would add an overload).
+a copy of the text kept in the migration: a fresh database therefore gets today's text from its
+first install on. Each install names the digest of the text it was written for. The rule for
+changing a function (also at the head of each file):
+
+1. edit its file;
+2. add a billing migration with ``install_functions({"<name>": "<digest>"})``, so databases
+   migrated before the edit get the new text too. The digest is ``statement_digest(name)`` of
+   the edited file; ``tests/billing/test_money_core_functions.py`` prints it when it fails,
+   which it does until the newest install of every function names its file's current digest;
+3. a changed signature (arguments or OUT columns) also needs the old one dropped in that
+   migration, or CREATE OR REPLACE leaves the old function beside the new one.
+
 On SQLite none of this applies: ``billing/spending.py`` runs the same steps as statements.
 """
 
-from collections.abc import Callable
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +26,12 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 # In install order (lowrouter_reserve calls lowrouter_key_fingerprint), with the argument types
 # that name each one for DROP FUNCTION.
-FUNCTIONS = ("lowrouter_key_fingerprint", "lowrouter_reserve", "lowrouter_settle")
 SIGNATURES = {
     "lowrouter_key_fingerprint": "keys_apikey",
     "lowrouter_reserve": "bigint, bigint, bigint, date, date, bigint, bigint, timestamptz, text",
     "lowrouter_settle": "bigint, bigint, bigint, bigint, date, date, bigint, jsonb",
 }
+FUNCTIONS = tuple(SIGNATURES)
 
 
 def function_sql(name: str) -> str:
@@ -33,30 +39,46 @@ def function_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def install_functions(*names: str, drop_on_reverse: bool = False) -> migrations.RunPython:
-    """A migration operation that installs the named functions from their files (PostgreSQL
-    only). Reversed, it drops them when ``drop_on_reverse`` (the migration that first created
-    them), else does nothing: the text that was there before is gone with the old file."""
-    unknown = set(names) - set(FUNCTIONS)
-    if unknown:
-        raise ValueError(f"no such money-core function: {sorted(unknown)}")
-    ordered = [name for name in FUNCTIONS if name in names]
+def statement_digest(name: str) -> str:
+    """The digest of the file's statement (its comment header may change freely)."""
+    text = function_sql(name)
+    statement = text[text.index("\nCREATE OR REPLACE FUNCTION") + 1 :]
+    return hashlib.sha256(statement.encode()).hexdigest()[:16]
 
-    def install(apps: Any, schema_editor: Any) -> None:
+
+class InstallFunctions(migrations.RunPython):
+    """Installs the named functions from their files (PostgreSQL only). ``digests`` records the
+    text each install was written for (see the module's rule). Reversed, it drops them when
+    ``drop_on_reverse`` (the migration that first created them), else does nothing: the text
+    that was there before is gone with the old file."""
+
+    def __init__(self, digests: dict[str, str], *, drop_on_reverse: bool = False) -> None:
+        unknown = set(digests) - set(FUNCTIONS)
+        if unknown:
+            raise ValueError(f"no such money-core function: {sorted(unknown)}")
+        self.digests = digests
+        self.names = [name for name in FUNCTIONS if name in digests]
+        reverse = self.drop if drop_on_reverse else migrations.RunPython.noop
+        super().__init__(self.install, reverse)
+
+    def install(self, apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor != "postgresql":
             return
         # A fresh database installs today's text from the first migration on, before later
-        # migrations add the columns it may name: the bodies are checked by the last install
-        # and by the tests that call them, not at creation (a LANGUAGE sql body would be).
+        # migrations add the columns it may name: bodies are checked by use (the tests that
+        # call them), not at creation (PostgreSQL would check a LANGUAGE sql body).
         schema_editor.execute("SET LOCAL check_function_bodies = off")
-        for name in ordered:
+        for name in self.names:
             schema_editor.execute(function_sql(name))
 
-    def drop(apps: Any, schema_editor: Any) -> None:
+    def drop(self, apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor != "postgresql":
             return
-        for name in reversed(ordered):
+        for name in reversed(self.names):
             schema_editor.execute(f"DROP FUNCTION IF EXISTS {name}({SIGNATURES[name]})")
 
-    reverse: Callable = drop if drop_on_reverse else migrations.RunPython.noop
-    return migrations.RunPython(install, reverse)
+
+def install_functions(
+    digests: dict[str, str], *, drop_on_reverse: bool = False
+) -> InstallFunctions:
+    return InstallFunctions(digests, drop_on_reverse=drop_on_reverse)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import migrations, models
 
 import billing.ids
-from billing.dbfunctions import FUNCTIONS, install_functions
+from billing.dbfunctions import install_functions
 
 # VAT: standard rates of the 27 member states, dated (was 0003). Base rows are valid from
 # 2024-01-01; a change since is a row of its own, so a rate change is a data migration.
@@ -850,5 +850,12 @@ class Migration(migrations.Migration):
         ),
         migrations.RunPython(load_rates, unload_rates),
         migrations.RunPython(drop_like_indexes, restore_like_indexes),
-        install_functions(*FUNCTIONS, drop_on_reverse=True),
+        install_functions(
+            {
+                "lowrouter_key_fingerprint": "d26d08286f982c6a",
+                "lowrouter_reserve": "28a9cf6bb11c37bc",
+                "lowrouter_settle": "a981c2d976c825e8",
+            },
+            drop_on_reverse=True,
+        ),
     ]

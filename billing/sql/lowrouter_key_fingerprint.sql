@@ -5,16 +5,18 @@
 -- key row as it is now with the one the gateway routed with, and refuses the hold as ``stale``
 -- when they differ, so an edit applies to the very next request however the row was changed.
 --
--- This file is the function's one source: billing/dbfunctions.py reads it, and billing
--- migrations install whatever the file holds when they run. Hence the rule:
---   * To change the function, edit this file AND add a billing migration that runs
---     install_functions("lowrouter_key_fingerprint"), so that databases migrated before
---     the edit get it too. tests/billing/test_money_core_functions.py compares the installed
---     function (pg_get_functiondef) with this file: an edit without its migration fails CI.
---   * A fresh database runs every install with today's text; that is why the file holds a
---     single CREATE OR REPLACE FUNCTION and nothing that depends on when it runs.
---   * Changing the signature (arguments or OUT columns) makes CREATE OR REPLACE add a second
---     function beside the old one: the migration must drop the old signature first.
+-- This file is the function's one source: billing migrations install whatever the file
+-- holds when they run (billing/dbfunctions.py), so a fresh database gets today's text. To change
+-- the function:
+--   1. edit this file;
+--   2. add a billing migration running
+--      install_functions({"lowrouter_key_fingerprint": "<digest>"}),
+--      so databases migrated before the edit get it too. The digest (of the statement below,
+--      not of these comments) is printed by tests/billing/test_money_core_functions.py, which
+--      fails until the newest install of the function names this file's current digest;
+--   3. if the signature (arguments or OUT columns) changes, drop the old one in that migration,
+--      or CREATE OR REPLACE leaves it beside the new one.
+-- Keep the file to this header and the one CREATE OR REPLACE FUNCTION statement.
 
 CREATE OR REPLACE FUNCTION lowrouter_key_fingerprint(k keys_apikey) RETURNS text
 LANGUAGE sql STABLE AS $$

@@ -12,18 +12,19 @@
 --     replayed in order, so a settlement survives whole or not at all, and the hold it would
 --     have deleted survives with its reservation for the orphan reaper to release.
 --
--- This file is the function's one source: billing/dbfunctions.py reads it, and billing
--- migrations install whatever the file holds when they run. Hence the rule:
---   * To change the function, edit this file AND add a billing migration that runs
---     install_functions("lowrouter_settle"), so that databases migrated before
---     the edit get it too. tests/billing/test_money_core_functions.py compares the installed
---     function (pg_get_functiondef) with this file: an edit without its migration fails CI.
---   * A fresh database runs every install with today's text; that is why the file holds a
---     single CREATE OR REPLACE FUNCTION and nothing that depends on when it runs.
---   * Changing the signature (arguments or OUT columns) makes CREATE OR REPLACE add a second
---     function beside the old one: the migration must drop the old signature first.
---   * On SQLite the same steps run as statements (billing/spending.py, settle_by_statements);
---     keep the two step for step alike: tests/billing/test_money_core_scenarios.py runs both.
+-- This file is the function's one source: billing migrations install whatever the file
+-- holds when they run (billing/dbfunctions.py), so a fresh database gets today's text. To change
+-- the function:
+--   1. edit this file;
+--   2. add a billing migration running install_functions({"lowrouter_settle": "<digest>"}),
+--      so databases migrated before the edit get it too. The digest (of the statement below,
+--      not of these comments) is printed by tests/billing/test_money_core_functions.py, which
+--      fails until the newest install of the function names this file's current digest;
+--   3. if the signature (arguments or OUT columns) changes, drop the old one in that migration,
+--      or CREATE OR REPLACE leaves it beside the new one.
+-- Keep the file to this header and the one CREATE OR REPLACE FUNCTION statement.
+-- On SQLite the same steps run as statements (billing/spending.py, settle_by_statements); keep the
+-- two step for step alike: tests/billing/test_money_core_scenarios.py runs both on PostgreSQL.
 
 CREATE OR REPLACE FUNCTION lowrouter_settle(
     p_hold bigint, p_account bigint, p_key bigint, p_amount bigint, p_day date, p_month date,
