@@ -30,6 +30,7 @@ SIGNATURES = {
     "lowrouter_key_fingerprint": "keys_apikey",
     "lowrouter_reserve": "bigint, bigint, bigint, date, date, bigint, bigint, timestamptz, text",
     "lowrouter_settle": "bigint, bigint, bigint, bigint, date, date, bigint, jsonb",
+    "lowrouter_ledger_append_only": "",
 }
 FUNCTIONS = tuple(SIGNATURES)
 
@@ -69,7 +70,8 @@ class InstallFunctions(migrations.RunPython):
         # call them), not at creation (PostgreSQL would check a LANGUAGE sql body).
         schema_editor.execute("SET LOCAL check_function_bodies = off")
         for name in self.names:
-            schema_editor.execute(function_sql(name))
+            # No parameters: the text is sent as it is (a ``%`` in it is no placeholder).
+            schema_editor.execute(function_sql(name), None)
 
     def drop(self, apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor != "postgresql":

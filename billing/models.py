@@ -47,7 +47,10 @@ class LedgerKind(models.TextChoices):
 
 
 class LedgerEntry(models.Model):
-    """Append-only: rows are never updated or deleted."""
+    """Append-only: a row is written once, at its final amount, and never deleted. The only
+    changes are the ``generation`` and ``actor`` links set to NULL when a usage record is purged
+    or an operator's user deleted. On PostgreSQL a trigger refuses anything else
+    (``billing/sql/lowrouter_ledger_append_only.sql``)."""
 
     # Every request writes a row: no index the (account, created_at) one already covers, and
     # the operator index only over the rows an operator made.
@@ -60,8 +63,9 @@ class LedgerEntry(models.Model):
     kind = models.CharField(max_length=20, choices=LedgerKind)
     amount_micros = models.BigIntegerField(help_text="Positive credits in, negative out.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Purging old usage records deletes generations; their entries and amounts stay.
     generation = models.OneToOneField(
-        "Generation", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entry"
+        "Generation", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entry"
     )
     reference = models.CharField(max_length=200, blank=True)
     reason = models.CharField(max_length=500, blank=True)

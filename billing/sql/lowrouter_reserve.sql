@@ -43,9 +43,9 @@ DECLARE
     usable boolean;
     fingerprint text;
 BEGIN
-    -- This transaction's commit does not wait for the WAL flush (see migration 0005).
+    -- This transaction's commit does not wait for the WAL flush (see the header).
     PERFORM set_config('synchronous_commit', 'off', true);
-    -- 0. The key, as the gateway saw it when it routed this request (see migration 0006).
+    -- 0. The key, as the gateway saw it when it routed this request (see the header).
     SELECT k.enabled AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > p_now)
            AND u.is_active,
            lowrouter_key_fingerprint(k)
