@@ -4,7 +4,6 @@ A correction (new billing details) is a new invoice with its own number that ``r
 original; the original stays as it was issued.
 """
 
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +14,7 @@ from fpdf import FPDF
 from accounts.audit import record_audit
 from accounts.models import User
 from billing.models import Invoice, InvoiceCounter, TopUp, VatTreatment
+from billing.money import format_eur
 from billing.vat import VatDecision
 
 SERIES = "LR"
@@ -102,10 +102,6 @@ def enqueue_invoice_email(invoice: Invoice) -> None:
 
     invoice_id = invoice.pk
     transaction.on_commit(lambda: send_invoice_email.delay(invoice_id))
-
-
-def format_eur(cents: int) -> str:
-    return f"EUR {Decimal(cents) / 100:.2f}"
 
 
 def get_vat_mention(invoice: Invoice) -> str:

@@ -597,7 +597,7 @@ def release_orphaned_holds(*, older_than: timedelta = ORPHAN_AFTER) -> int:
     """Give back holds left by processes that died mid-request. Returns how many."""
     cutoff = timezone.now() - older_than
     released = 0
-    for hold in Hold.objects.filter(created_at__lt=cutoff).order_by("id"):
+    for hold in Hold.objects.orphaned(created_before=cutoff).order_by("id"):
         with transaction.atomic():
             # Deleting first claims the hold: a settlement racing us finds it gone and releases
             # nothing, so the counters are given back exactly once.

@@ -3,8 +3,9 @@
 from celery import shared_task
 from django.core.mail import EmailMessage
 
-from billing.invoices import format_eur, mark_emailed, render_invoice_pdf
+from billing.invoices import mark_emailed, render_invoice_pdf
 from billing.models import Invoice
+from billing.money import format_eur
 
 
 @shared_task
