@@ -3,18 +3,13 @@
 Both are drawn from the stored invoice row only, so they read the same every time.
 """
 
-from decimal import Decimal
-
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from fpdf import FPDF
 
 from billing.models import Invoice, VatTreatment
+from billing.money import format_eur
 from billing.vat import VatDecision
-
-
-def format_eur(cents: int) -> str:
-    return f"EUR {Decimal(cents) / 100:.2f}"
 
 
 def get_vat_mention(invoice: Invoice) -> str:

@@ -7,7 +7,6 @@ writes the same pair inside the ``lowrouter_settle`` function (see ``billing/spe
 """
 
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -109,5 +108,4 @@ def post_entry(
 
 def ledger_sum(account: User | int) -> int:
     account_id = account if isinstance(account, int) else account.pk
-    total = LedgerEntry.objects.filter(account_id=account_id).aggregate(s=Sum("amount_micros"))
-    return int(total["s"] or 0)
+    return LedgerEntry.objects.for_account(account_id).total_micros()

@@ -5,11 +5,14 @@ exact on SQLite and PostgreSQL alike, and summable without rounding drift. ``bil
 converts at the edges.
 """
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from billing.ids import new_generation_id
+from billing.money import format_eur, micros_to_credits
 
 
 class Wallet(models.Model):
@@ -46,8 +49,20 @@ class LedgerKind(models.TextChoices):
     REFUND = "refund", "Refund"
 
 
+class LedgerEntryQuerySet(models.QuerySet):
+    def for_account(self, account_id: int) -> "LedgerEntryQuerySet":
+        return self.filter(account_id=account_id)
+
+    def total_micros(self) -> int:
+        """The sum of the entries' amounts: for one account, what its balance must be."""
+        return int(self.aggregate(total=models.Sum("amount_micros"))["total"] or 0)
+
+
 class LedgerEntry(models.Model):
-    """Append-only: rows are never updated or deleted."""
+    """Append-only: a row is written once, at its final amount, and never deleted. The only
+    changes are the ``generation`` and ``actor`` links set to NULL when a usage record is purged
+    or an operator's user deleted. On PostgreSQL a trigger refuses anything else
+    (``billing/sql/lowrouter_ledger_append_only.sql``)."""
 
     # Every request writes a row: no index the (account, created_at) one already covers, and
     # the operator index only over the rows an operator made.
@@ -60,8 +75,9 @@ class LedgerEntry(models.Model):
     kind = models.CharField(max_length=20, choices=LedgerKind)
     amount_micros = models.BigIntegerField(help_text="Positive credits in, negative out.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Purging old usage records deletes generations; their entries and amounts stay.
     generation = models.OneToOneField(
-        "Generation", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entry"
+        "Generation", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entry"
     )
     reference = models.CharField(max_length=200, blank=True)
     reason = models.CharField(max_length=500, blank=True)
@@ -76,6 +92,8 @@ class LedgerEntry(models.Model):
     # Not a column: billing.ledger.apply_entry sets it on the entry it returns.
     balance_after: int
 
+    objects = LedgerEntryQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -87,6 +105,12 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount_micros} for {self.account_id}"
+
+
+class HoldQuerySet(models.QuerySet):
+    def orphaned(self, *, created_before: datetime) -> "HoldQuerySet":
+        """Holds older than any live request: left by a process that died mid-request."""
+        return self.filter(created_at__lt=created_before)
 
 
 class Hold(models.Model):
@@ -104,6 +128,8 @@ class Hold(models.Model):
     month = models.DateField()
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
+    objects = HoldQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"hold {self.amount_micros} for {self.account_id}"
 
@@ -112,6 +138,11 @@ class GenerationStatus(models.TextChoices):
     OK = "ok"
     CLIENT_ERROR = "client_error"
     UPSTREAM_ERROR = "upstream_error"
+
+
+class GenerationQuerySet(models.QuerySet):
+    def for_account(self, account_id: int) -> "GenerationQuerySet":
+        return self.filter(account_id=account_id)
 
 
 class Generation(models.Model):
@@ -159,12 +190,59 @@ class Generation(models.Model):
     methodology_version = models.CharField(max_length=40, blank=True)
     eco_inputs = models.JSONField(default=dict, blank=True)
 
+    objects = GenerationQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["account", "-created_at"])]
 
     def __str__(self) -> str:
         return self.id
+
+    def eco_to_api(self) -> dict | None:
+        """The eco block of the API's usage record; None when no estimate was made."""
+        if not self.methodology_version:
+            return None
+        return {
+            "energy_wh": self.energy_wh,
+            "carbon_g": self.carbon_g,
+            "carbon_per_1k_tokens_g": self.carbon_per_1k_tokens_g,
+            "accuracy": self.eco_accuracy,
+            "methodology_version": self.methodology_version,
+            "inputs": self.eco_inputs,
+        }
+
+    def to_api(self) -> dict:
+        """The usage record as the API's ``/generation`` endpoint returns it."""
+        prices = {
+            "prompt": self.prompt_price_eur,
+            "completion": self.completion_price_eur,
+            "cached_prompt": self.cached_prompt_price_eur,
+            "platform_fee": self.platform_fee_eur,
+        }
+        return {
+            "generation_id": self.id,
+            "created_at": self.created_at.isoformat(),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "key_id": self.key_id,
+            "requested_model": self.requested_model,
+            "resolved_model": self.resolved_model,
+            "provider": self.provider,
+            "region": self.region,
+            "stream": self.stream,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "total_tokens": self.total_tokens,
+            "latency_ms": self.latency_ms,
+            "cost_credits": str(micros_to_credits(self.cost_micros)),
+            "unbilled_credits": str(micros_to_credits(self.unbilled_micros)),
+            "prices_eur_per_1m": {k: str(v) if v is not None else None for k, v in prices.items()},
+            "status": self.status,
+            "error_code": self.error_code or None,
+            "eco": self.eco_to_api(),
+            "routing_trace": self.routing_trace,
+        }
 
 
 class SpendPeriod(models.TextChoices):
@@ -328,6 +406,11 @@ class InvoiceCounter(models.Model):
         return f"{self.series}: {self.last_number}"
 
 
+class InvoiceQuerySet(models.QuerySet):
+    def for_account(self, account_id: int) -> "InvoiceQuerySet":
+        return self.filter(account_id=account_id)
+
+
 class Invoice(models.Model):
     """Immutable once issued. A correction is a new invoice that ``replaces`` this one."""
 
@@ -350,6 +433,8 @@ class Invoice(models.Model):
     vat_treatment = models.CharField(max_length=20, choices=VatTreatment)
     emailed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = InvoiceQuerySet.as_manager()
+
     class Meta:
         ordering = ["-issued_at", "-id"]
         constraints = [
@@ -367,6 +452,10 @@ class Invoice(models.Model):
     @property
     def reverse_charge(self) -> bool:
         return self.vat_treatment == VatTreatment.REVERSE_CHARGE
+
+    @property
+    def gross_display(self) -> str:
+        return format_eur(self.gross_cents)
 
 
 class RefundStatus(models.TextChoices):

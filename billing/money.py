@@ -19,6 +19,11 @@ def micros_to_credits(micros: int) -> Decimal:
     return (Decimal(micros) / MICROS_PER_CREDIT).quantize(Decimal("0.000001"))
 
 
+def format_eur(cents: int) -> str:
+    """Euro cents as shown on pages, invoices and emails: ``EUR 12.50``."""
+    return f"EUR {Decimal(cents) / 100:.2f}"
+
+
 def format_credits(micros: int) -> str:
     """Credits with two decimals, as shown in headers and messages."""
     return str((Decimal(micros) / MICROS_PER_CREDIT).quantize(Decimal("0.01")))

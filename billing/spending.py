@@ -11,13 +11,17 @@ the real usage, the key's spend counters and the daily aggregate, and releases t
 outcome settles (success, upstream error, disconnect, timeout); a hold orphaned by a dead process
 is released by ``release_orphaned_holds`` (a periodic task).
 
-On PostgreSQL both run as server-side functions (migration billing 0004), one round trip each;
-on SQLite, where a statement costs no round trip, as the same steps in Python.
+Each has two implementations of the same steps (``MoneyCore``): server-side functions, one
+round trip each (``billing/sql/``, the default on PostgreSQL), and statements sent from here
+(``reserve_by_statements``, ``settle_by_statements``: the default on SQLite, where a statement
+costs no round trip; they run on PostgreSQL too). tests/billing/test_money_core_scenarios.py
+holds both to the same scenarios.
 """
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Q, Sum
@@ -44,9 +48,23 @@ from lowrouter.sql import execute, fetch_one, insert_row, table
 ORPHAN_AFTER = timedelta(minutes=30)
 
 
+class MoneyCore(StrEnum):
+    """Which implementation of reserve and settle runs (the steps and results are the same)."""
+
+    SQL_FUNCTIONS = "sql_functions"  # lowrouter_reserve / lowrouter_settle, PostgreSQL only
+    STATEMENTS = "statements"  # reserve_by_statements / settle_by_statements, either database
+
+
+def default_money_core() -> MoneyCore:
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        return MoneyCore.SQL_FUNCTIONS
+    return MoneyCore.STATEMENTS
+
+
 class KeyChanged(Exception):
     """PostgreSQL only: the key the request was routed with is no longer usable (``key``) or
-    no longer as it was read (``stale``); nothing was held (migration billing 0006)."""
+    no longer as it was read (``stale``); nothing was held (``billing/sql/lowrouter_reserve.sql``).
+    """
 
     def __init__(self, why: str) -> None:
         super().__init__(why)
@@ -257,14 +275,15 @@ def reserve_credits(
     amount_micros: int,
     now: datetime | None = None,
     key_fingerprint: str | None = None,
+    core: MoneyCore | None = None,
 ) -> HoldTicket:
     """Hold ``amount_micros`` against the balance and the key's limits, or raise SpendRefused.
 
     Three steps, in one transaction: the wallet (conditional UPDATE), both key periods (locked,
-    checked, raised), the hold row. A refusal leaves nothing held. On PostgreSQL the steps run
-    as the ``lowrouter_reserve`` function (migrations billing 0004-0006): one round trip, which
-    first checks that the key is still usable and, given ``key_fingerprint``, unchanged since it
-    was read (else KeyChanged). On SQLite the caller read the key in the same unit of work.
+    checked, raised), the hold row. A refusal leaves nothing held. As the ``lowrouter_reserve``
+    function (``billing/sql/``, PostgreSQL's default) it is one round trip, which first checks
+    that the key is still usable and, given ``key_fingerprint``, unchanged since it was read
+    (else KeyChanged). As statements the caller read the key in the same unit of work.
     """
     r = _reservation(
         account_id,
@@ -276,11 +295,9 @@ def reserve_credits(
         now,
         key_fingerprint,
     )
-    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
-        return r.ticket(*fetch_one(_RESERVE_CALL, r.call_args()))
-    return r.ticket(
-        *_reserve_in_statements(account_id, key_id, amount_micros, r.day, r.month, r.limits, r.now)
-    )
+    if (core or default_money_core()) == MoneyCore.SQL_FUNCTIONS:
+        return r.ticket(*reserve_by_function(r))
+    return r.ticket(*reserve_by_statements(r))
 
 
 async def areserve_credits(
@@ -308,6 +325,11 @@ async def areserve_credits(
     return r.ticket(*await fetch_one_on_loop(_RESERVE_CALL, r.call_args()))
 
 
+def reserve_by_function(r: _Reservation) -> tuple[str | None, int | None, int | None, int]:
+    """``lowrouter_reserve``: (refused, hold_id, balance, remaining) in one round trip."""
+    return fetch_one(_RESERVE_CALL, r.call_args())
+
+
 class _Refused(Exception):
     """Rolls the reservation's transaction back; carries why and what is left."""
 
@@ -315,17 +337,11 @@ class _Refused(Exception):
         self.refused, self.remaining = refused, remaining
 
 
-def _reserve_in_statements(
-    account_id: int,
-    key_id: int,
-    amount: int,
-    day: date,
-    month: date,
-    limits: tuple[int, int],
-    now: datetime,
-) -> tuple[str | None, int | None, int | None, int]:
-    """``lowrouter_reserve`` as statements, for SQLite (where a statement costs no round trip).
-    Returns (refused, hold_id, balance, remaining) like the function; a refusal rolls back."""
+def reserve_by_statements(r: _Reservation) -> tuple[str | None, int | None, int | None, int]:
+    """``lowrouter_reserve`` as statements (steps 1-3: the key is not checked again). Returns
+    (refused, hold_id, balance, remaining) like the function; a refusal rolls back."""
+    account_id, key_id, amount = r.account_id, r.key_id, r.amount_micros
+    day, month, limits, now = r.day, r.month, r.limits, r.now
     try:
         with transaction.atomic():
             row = fetch_one(
@@ -344,9 +360,16 @@ def _reserve_in_statements(
                 period=SpendPeriod.MONTH, period_start=month
             )
             spend = KeySpend.objects.filter(periods, key_id=key_id)
+            # Locked until the commit, so that concurrent requests of one key queue here and
+            # each sees the others' holds (SQLite has one writer at a time anyway).
+            locked = (
+                spend.select_for_update() if connection.features.has_select_for_update else spend
+            )
             used = {
                 p: spent + held
-                for p, spent, held in spend.values_list("period", "spent_micros", "reserved_micros")
+                for p, spent, held in locked.values_list(
+                    "period", "spent_micros", "reserved_micros"
+                )
             }
             for period, limit in zip((SpendPeriod.DAY, SpendPeriod.MONTH), limits, strict=True):
                 if used[period] + amount > limit:
@@ -432,17 +455,25 @@ def _json_value(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def settle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[int, int]:
+def settle_generation(
+    *, hold: HoldTicket, outcome: Settlement, core: MoneyCore | None = None
+) -> tuple[int, int]:
     """Record the generation, debit what it really cost, and release the hold, atomically.
 
     Six steps: the hold, the wallet and its ledger entry, the generation, the key's spend, the
-    daily aggregate. On PostgreSQL they run as the ``lowrouter_settle`` function (migration
-    billing 0004): one round trip. Returns the micros charged and the balance after it.
+    daily aggregate. As the ``lowrouter_settle`` function (``billing/sql/lowrouter_settle.sql``,
+    PostgreSQL's default) they are one round trip. Returns the micros charged and the balance
+    after it.
     """
     gen = _generation_row(hold, outcome)
     charge = max(0, outcome.cost_micros)
-    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
-        return _settle_in_statements(hold, gen, charge)
+    if (core or default_money_core()) == MoneyCore.SQL_FUNCTIONS:
+        return settle_by_function(hold, gen, charge)
+    return settle_by_statements(hold, gen, charge)
+
+
+def settle_by_function(hold: HoldTicket, gen: dict, charge: int) -> tuple[int, int]:
+    """``lowrouter_settle``: (cost, balance) in one round trip."""
     cost, balance = fetch_one(_SETTLE_CALL, _settle_args(hold, gen, charge))
     return cost, balance
 
@@ -473,8 +504,8 @@ def _settle_args(hold: HoldTicket, gen: dict, charge: int) -> list:
 
 
 @transaction.atomic
-def _settle_in_statements(hold: HoldTicket, gen: dict, charge: int) -> tuple[int, int]:
-    """``lowrouter_settle`` as statements, for SQLite (where a statement costs no round trip)."""
+def settle_by_statements(hold: HoldTicket, gen: dict, charge: int) -> tuple[int, int]:
+    """``lowrouter_settle`` as statements: (cost, balance) like the function."""
     # If the orphan reaper already released this hold, its counters were given back already.
     released = execute(f"DELETE FROM {table(Hold)} WHERE id = %s", [hold.hold_id])
     release = hold.amount_micros if released else 0
@@ -566,7 +597,7 @@ def release_orphaned_holds(*, older_than: timedelta = ORPHAN_AFTER) -> int:
     """Give back holds left by processes that died mid-request. Returns how many."""
     cutoff = timezone.now() - older_than
     released = 0
-    for hold in Hold.objects.filter(created_at__lt=cutoff).order_by("id"):
+    for hold in Hold.objects.orphaned(created_before=cutoff).order_by("id"):
         with transaction.atomic():
             # Deleting first claims the hold: a settlement racing us finds it gone and releases
             # nothing, so the counters are given back exactly once.
@@ -591,6 +622,7 @@ def release_orphaned_holds(*, older_than: timedelta = ORPHAN_AFTER) -> int:
 __all__ = [
     "HoldTicket",
     "InsufficientBalance",
+    "MoneyCore",
     "Settlement",
     "SpendRefused",
     "release_orphaned_holds",

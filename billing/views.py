@@ -13,9 +13,9 @@ from django.views.decorators.http import require_POST
 from accounts.http import AuthenticatedHttpRequest
 from billing.campaigns import RedeemError, redeem_code
 from billing.checkout import TopUpError, is_verified, quote_topup, start_checkout
-from billing.invoice_documents import format_eur, render_invoice_pdf
+from billing.invoice_documents import render_invoice_pdf
 from billing.models import Invoice, StripeEventStatus
-from billing.money import format_credits
+from billing.money import format_credits, format_eur
 from billing.webhooks import BadSignature, process_event, verify_event
 
 
@@ -87,15 +87,14 @@ def topup_done(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 def invoice_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    invoices = Invoice.objects.filter(account=request.user).select_related("replaces")
-    rows = [(invoice, format_eur(invoice.gross_cents)) for invoice in invoices]
-    return render(request, "billing/invoices.html", {"rows": rows})
+    invoices = Invoice.objects.for_account(request.user.pk).select_related("replaces")
+    return render(request, "billing/invoices.html", {"invoices": invoices})
 
 
 @login_required
 def invoice_pdf(request: AuthenticatedHttpRequest, number: str) -> HttpResponse:
     # Someone else's invoice is a 404, not a 403: its existence is not disclosed.
-    invoice = Invoice.objects.filter(account=request.user, number=number).first()
+    invoice = Invoice.objects.for_account(request.user.pk).filter(number=number).first()
     if invoice is None:
         raise Http404("No such invoice.")
     response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")

@@ -37,7 +37,7 @@ class KeyContext:
     expires_at: datetime | None
     prefer_low_carbon: bool
     # PostgreSQL: the row's lowrouter_key_fingerprint, which the reservation compares with the
-    # row as it is then (migration billing 0006). Empty on SQLite.
+    # row as it is then (billing/sql/lowrouter_reserve.sql). Empty on SQLite.
     fingerprint: str = ""
 
     def allows_model(self, model_id: str) -> bool:

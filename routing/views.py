@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 
 from billing.models import Generation
-from billing.money import format_credits, micros_to_credits
+from billing.money import format_credits
 from billing.spending import account_credits, balance_of, key_spend_status
 from catalog.filters import FilterError, filter_models
 from catalog.presenters import model_to_api
@@ -99,50 +99,8 @@ def retrieve_model(request: HttpRequest, key: KeyContext | None, model_id: str) 
     return model_to_api(model, snapshot.eco)
 
 
-def generation_to_api(gen: Generation) -> dict:
-    eco = None
-    if gen.methodology_version:
-        eco = {
-            "energy_wh": gen.energy_wh,
-            "carbon_g": gen.carbon_g,
-            "carbon_per_1k_tokens_g": gen.carbon_per_1k_tokens_g,
-            "accuracy": gen.eco_accuracy,
-            "methodology_version": gen.methodology_version,
-            "inputs": gen.eco_inputs,
-        }
-    price = {
-        "prompt": gen.prompt_price_eur,
-        "completion": gen.completion_price_eur,
-        "cached_prompt": gen.cached_prompt_price_eur,
-        "platform_fee": gen.platform_fee_eur,
-    }
-    return {
-        "generation_id": gen.id,
-        "created_at": gen.created_at.isoformat(),
-        "completed_at": gen.completed_at.isoformat() if gen.completed_at else None,
-        "key_id": gen.key_id,
-        "requested_model": gen.requested_model,
-        "resolved_model": gen.resolved_model,
-        "provider": gen.provider,
-        "region": gen.region,
-        "stream": gen.stream,
-        "prompt_tokens": gen.prompt_tokens,
-        "completion_tokens": gen.completion_tokens,
-        "cached_prompt_tokens": gen.cached_prompt_tokens,
-        "total_tokens": gen.total_tokens,
-        "latency_ms": gen.latency_ms,
-        "cost_credits": str(micros_to_credits(gen.cost_micros)),
-        "unbilled_credits": str(micros_to_credits(gen.unbilled_micros)),
-        "prices_eur_per_1m": {k: str(v) if v is not None else None for k, v in price.items()},
-        "status": gen.status,
-        "error_code": gen.error_code or None,
-        "eco": eco,
-        "routing_trace": gen.routing_trace,
-    }
-
-
 def _own_generation(key: KeyContext, generation_id: str) -> Generation:
-    gen = Generation.objects.filter(pk=generation_id[:40], account_id=key.account_id).first()
+    gen = Generation.objects.for_account(key.account_id).filter(pk=generation_id[:40]).first()
     if gen is None:
         raise ApiError(
             404, "generation_not_found", f"No generation '{generation_id[:40]}' on this account."
@@ -153,7 +111,7 @@ def _own_generation(key: KeyContext, generation_id: str) -> Generation:
 @read_endpoint(key_required=True)
 def generation_detail(request: HttpRequest, key: KeyContext, generation_id: str) -> dict:
     """The usage record of one of the caller's generations (404 for anyone else's)."""
-    return generation_to_api(_own_generation(key, generation_id))
+    return _own_generation(key, generation_id).to_api()
 
 
 @read_endpoint(key_required=True)
@@ -166,7 +124,7 @@ def generation_metrics(request: HttpRequest, key: KeyContext, generation_id: str
         "provider": gen.provider,
         "region": gen.region,
         "total_tokens": gen.total_tokens,
-        "eco": generation_to_api(gen)["eco"],
+        "eco": gen.eco_to_api(),
     }
 
 

@@ -81,15 +81,18 @@ def test_reissue_keeps_the_original_and_links_it(
 
 def test_only_the_owner_can_download_an_invoice(fake_stripe: FakeStripe, buyer: User) -> None:
     pay(buyer, "10", 1)
-    number = Invoice.objects.get().number
+    invoice = Invoice.objects.get()
+    number = invoice.number
     owner = Client()
     owner.force_login(buyer)
     response = owner.get(f"/billing/invoices/{number}.pdf")
     assert response.status_code == 200 and response.content.startswith(b"%PDF")
-    assert number in owner.get("/billing/invoices").content.decode()
+    page = owner.get("/billing/invoices").content.decode()
+    assert number in page and invoice.gross_display in page
     stranger = Client()
     stranger.force_login(BuyerFactory(email="other@example.com"))
     assert stranger.get(f"/billing/invoices/{number}.pdf").status_code == 404
+    assert number not in stranger.get("/billing/invoices").content.decode()
 
 
 def test_the_invoice_list_shows_each_invoice_with_its_gross_amount(

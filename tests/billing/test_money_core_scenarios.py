@@ -1,10 +1,11 @@
-"""Reserve and settle, step by step, on the database the suite runs against.
+"""Reserve and settle scenarios, run against every implementation of the money core.
 
-On PostgreSQL these run as the ``lowrouter_reserve`` / ``lowrouter_settle`` functions, on SQLite
-as statements; both passes of CI run this file, so the two forms are held to the same results.
-On PostgreSQL every test runs twice: from a worker thread (Django's connection) and from the
-event loop (``areserve_credits`` / ``asettle_generation`` on the loop's own connections, which
-only see committed data, hence a transactional database).
+The same scenarios run through each ``MoneyCore`` the database can run: the statements
+(``reserve_by_statements`` / ``settle_by_statements``) on SQLite and on PostgreSQL, and on
+PostgreSQL also the ``lowrouter_reserve`` / ``lowrouter_settle`` functions, from a worker thread
+(Django's connection) and from the event loop (``areserve_credits`` / ``asettle_generation`` on
+the loop's own connections, which only see committed data, hence a transactional database).
+Each CI pass therefore tests the statements, and the PostgreSQL pass holds both to one result.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from billing.ledger import ledger_sum
 from billing.models import DailyUsage, Generation, Hold, KeySpend, LedgerEntry, Wallet
 from billing.money import credits_to_micros
 from billing.spending import (
+    MoneyCore,
     Settlement,
     SpendRefused,
     areserve_credits,
@@ -33,15 +35,25 @@ from tests.factories import make_funded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+CORE = MoneyCore.STATEMENTS
 ON_LOOP = False
 
 
-@pytest.fixture(autouse=True, params=["worker thread", "event loop"])
-def statements_from(request) -> None:
-    global ON_LOOP
-    ON_LOOP = request.param == "event loop"
-    if ON_LOOP and not ON_POSTGRES:
-        pytest.skip("the event-loop path is PostgreSQL's only")
+@pytest.fixture(
+    autouse=True,
+    params=[
+        (MoneyCore.STATEMENTS, "worker thread"),
+        (MoneyCore.SQL_FUNCTIONS, "worker thread"),
+        (MoneyCore.SQL_FUNCTIONS, "event loop"),
+    ],
+    ids=["statements", "sql functions", "sql functions on the event loop"],
+)
+def money_core(request: pytest.FixtureRequest) -> None:
+    global CORE, ON_LOOP
+    CORE, thread = request.param
+    ON_LOOP = thread == "event loop"
+    if CORE == MoneyCore.SQL_FUNCTIONS and not ON_POSTGRES:
+        pytest.skip("the SQL functions are PostgreSQL's only")
 
 
 def on_loop(coro_fn, **kwargs):
@@ -64,11 +76,15 @@ def reserve(f, amount: int, **more: object) -> object:
         "monthly_limit": f.key.monthly_credit_limit,
         "amount_micros": amount,
     }
-    return on_loop(areserve_credits, **kwargs) if ON_LOOP else reserve_credits(**kwargs)
+    if ON_LOOP:
+        return on_loop(areserve_credits, **kwargs)
+    return reserve_credits(**kwargs, core=CORE)
 
 
 def settle(**kwargs) -> tuple[int, int]:
-    return on_loop(asettle_generation, **kwargs) if ON_LOOP else settle_generation(**kwargs)
+    if ON_LOOP:
+        return on_loop(asettle_generation, **kwargs)
+    return settle_generation(**kwargs, core=CORE)
 
 
 def outcome(cost: int, **fields: object) -> Settlement:
