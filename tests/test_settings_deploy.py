@@ -42,3 +42,19 @@ def test_production_refuses_a_missing_or_weak_secret_key(tmp_path):
     weak = run_manage("check", DEBUG="false", SECRET_KEY="short", LOWROUTER_DATA_DIR=str(tmp_path))
     assert weak.returncode != 0
     assert "too weak" in weak.stderr
+
+
+def test_check_deploy_reports_stripe_without_a_webhook_secret_as_an_error(tmp_path):
+    result = run_manage(
+        "check",
+        "--deploy",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(60),
+        ALLOWED_HOSTS="lowrouter.example",
+        LOWROUTER_DATA_DIR=str(tmp_path),
+        STRIPE_SECRET_KEY="sk_live_x",
+        STRIPE_WEBHOOK_SECRET="",
+    )
+    assert result.returncode != 0
+    assert "billing.E001" in result.stderr
+    assert "STRIPE_WEBHOOK_SECRET" in result.stderr
