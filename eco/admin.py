@@ -6,6 +6,7 @@ from django.http import HttpRequest
 
 from eco.estimate import mark_eco_changed
 from eco.models import GridRegion, MethodologyVersion
+from lowrouter.admin_permissions import require_permission
 
 # What a stored estimate was computed with must never change under it, so these fields are
 # editable only while a version is being created.
@@ -45,6 +46,7 @@ class MethodologyVersionAdmin(admin.ModelAdmin):
         return False
 
     @admin.action(description="Make the selected version current for new requests")
+    @require_permission("eco.change_methodologyversion")
     def make_current(self, request: HttpRequest, queryset: QuerySet[MethodologyVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version.", messages.ERROR)
@@ -52,6 +54,7 @@ class MethodologyVersionAdmin(admin.ModelAdmin):
         version = queryset.get()
         version.make_current()
         mark_eco_changed()
+        self.log_change(request, version, "Made current (action).")
         self.message_user(
             request,
             f"{version.version} is now current; web processes pick it up when they reload "

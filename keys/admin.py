@@ -4,6 +4,7 @@ from django.http import HttpRequest
 
 from keys.actions import POLICY_FIELDS, create_key, revoke_key, update_key
 from keys.models import ApiKey
+from lowrouter.admin_permissions import require_permission
 
 
 @admin.register(ApiKey)
@@ -39,6 +40,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return False  # revoke instead: usage history keeps pointing at the key
 
     @admin.action(description="Revoke selected keys (final)")
+    @require_permission("keys.change_apikey")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
             revoke_key(key, actor=request.user)

@@ -3,6 +3,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 from payments_helpers import FakeStripe, post_event, session_event
@@ -10,7 +11,7 @@ from payments_helpers import FakeStripe, post_event, session_event
 from accounts.models import AuditEntry, User
 from billing.checkout import start_checkout
 from billing.ledger import get_wallet
-from billing.models import Campaign, Refund, RefundStatus, TopUp
+from billing.models import Campaign, LedgerEntry, Refund, RefundStatus, TopUp
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +91,106 @@ def test_operator_generates_a_batch_of_codes_as_csv(operator_client: Client) -> 
     response = operator_client.post(f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": 5})
     assert response["Content-Type"] == "text/csv"
     assert len(response.content.decode().splitlines()) == 6
+
+
+def _staff_client(*perms: str) -> tuple[User, Client]:
+    """A staff user (not a superuser) holding only ``perms``."""
+    user = User.objects.create_user("staff@example.com", is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    client = Client()
+    client.force_login(user)
+    return user, client
+
+
+def test_staff_with_adjust_wallet_adjusts_and_is_the_audited_actor(buyer: User) -> None:
+    staff, client = _staff_client("billing.adjust_wallet")
+    wallet = get_wallet(buyer)
+    response = client.post(
+        f"/admin/billing/wallet/{wallet.pk}/adjust/",
+        {"credits": "5", "kind": "adjustment", "reason": "outage credit"},
+    )
+    assert response.status_code == 302
+    assert get_wallet(buyer).balance_micros == 5_000_000
+    audit = AuditEntry.objects.get(action="ledger.adjustment")
+    assert audit.actor == staff and audit.account == buyer
+
+
+def test_staff_with_refund_topup_refunds_and_is_the_audited_actor(
+    fake_stripe: FakeStripe, buyer: User
+) -> None:
+    topup = _paid_topup(buyer)
+    staff, client = _staff_client("billing.refund_topup")
+    response = client.post(
+        f"/admin/billing/topup/{topup.pk}/refund/", {"credits": "100", "reason": "asked"}
+    )
+    assert response.status_code == 302
+    assert AuditEntry.objects.get(action="topup.refund").actor == staff
+
+
+def test_staff_with_issue_codes_generates_and_exports_codes_audited(buyer: User) -> None:
+    staff, client = _staff_client("billing.issue_codes", "billing.view_campaign")
+    campaign = Campaign.objects.create(
+        name="Meetup",
+        credit_micros=100_000_000,
+        deadline=timezone.now() + timedelta(days=7),
+        max_redemptions=50,
+    )
+    created = client.post(f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": 2})
+    assert created["Content-Type"] == "text/csv"
+    exported = client.post(
+        "/admin/billing/campaign/",
+        {"action": "export_selected_codes", "_selected_action": [campaign.pk]},
+    )
+    assert len(exported.content.decode().splitlines()) == 3
+    actions = dict(AuditEntry.objects.values_list("action", "actor"))
+    assert actions == {"campaign.codes.create": staff.pk, "campaign.codes.export": staff.pk}
+
+
+@pytest.mark.parametrize("credits", ["NaN", "Infinity", "-inf", "1e30", "99999999999999999999"])
+def test_a_bad_number_in_the_adjust_form_is_a_form_error(
+    buyer: User, operator_client: Client, credits: str
+) -> None:
+    wallet = get_wallet(buyer)
+    response = operator_client.post(
+        f"/admin/billing/wallet/{wallet.pk}/adjust/",
+        {"credits": credits, "kind": "adjustment", "reason": "typo"},
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["credits"]
+    assert get_wallet(buyer).balance_micros == 0
+    assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize("credits", ["NaN", "1e30", "99999999999999999999", "0"])
+def test_a_bad_number_in_the_refund_form_is_a_form_error(
+    fake_stripe: FakeStripe, buyer: User, operator_client: Client, credits: str
+) -> None:
+    topup = _paid_topup(buyer)
+    response = operator_client.post(
+        f"/admin/billing/topup/{topup.pk}/refund/", {"credits": credits, "reason": "typo"}
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["credits"]
+    assert not Refund.objects.exists()
+
+
+@pytest.mark.parametrize("count", ["NaN", "1e30", "99999999999999999999", "-1"])
+def test_a_bad_number_in_the_codes_form_is_a_form_error(
+    operator_client: Client, count: str
+) -> None:
+    campaign = Campaign.objects.create(
+        name="Meetup",
+        credit_micros=100_000_000,
+        deadline=timezone.now() + timedelta(days=7),
+        max_redemptions=50,
+    )
+    response = operator_client.post(
+        f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": count}
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["count"]
+    assert not campaign.codes.exists()
