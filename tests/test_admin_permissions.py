@@ -4,6 +4,7 @@ The views and actions are discovered from the admin site, so one added later wit
 permission check fails here rather than shipping open to every staff account.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -13,7 +14,6 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth.models import Permission
 from django.db.models import Model
 from django.test import Client
 from django.urls import URLPattern, reverse
@@ -24,6 +24,8 @@ from billing.ledger import get_wallet
 from billing.models import Campaign, LedgerEntry, TopUp, TopUpStatus, VatTreatment, Wallet
 
 pytestmark = pytest.mark.django_db
+
+StaffClientMaker = Callable[..., tuple[User, Client]]  # the staff_client fixture (conftest)
 
 
 @dataclass(frozen=True)
@@ -72,20 +74,6 @@ def discover_endpoints() -> list[Endpoint]:
 
 
 ENDPOINTS = discover_endpoints()
-
-
-def _staff(*perms: str) -> Client:
-    """A staff user who may view every admin list, plus ``perms``."""
-    user = User.objects.create_user(f"staff{User.objects.count()}@example.com", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _make_object(model: type[Model]) -> Model:
@@ -145,9 +133,9 @@ def test_every_custom_admin_view_and_action_names_a_permission(endpoint: Endpoin
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
 def test_staff_without_the_permission_is_refused_and_nothing_is_written(
-    endpoint: Endpoint,
+    endpoint: Endpoint, staff_client: StaffClientMaker
 ) -> None:
-    client = _staff()
+    _, client = staff_client(view_everything=True)
     if endpoint.kind == "view":
         pk = _make_object(endpoint.model).pk
         url = _url(endpoint, pk)
@@ -161,8 +149,10 @@ def test_staff_without_the_permission_is_refused_and_nothing_is_written(
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
-def test_staff_with_the_permission_gets_through(endpoint: Endpoint) -> None:
-    client = _staff(endpoint.permission or "missing.permission")
+def test_staff_with_the_permission_gets_through(
+    endpoint: Endpoint, staff_client: StaffClientMaker
+) -> None:
+    _, client = staff_client(endpoint.permission or "missing.permission", view_everything=True)
     if endpoint.kind == "view":
         pk = _make_object(endpoint.model).pk
         assert client.get(_url(endpoint, pk)).status_code == 200

@@ -21,17 +21,17 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+def production_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "ALLOWED_HOSTS": "lowrouter.example",
+        "LOWROUTER_DATA_DIR": str(tmp_path),
+    }
+
+
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
-    result = run_manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(60),
-        ALLOWED_HOSTS="lowrouter.example",
-        LOWROUTER_DATA_DIR=str(tmp_path),
-    )
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **production_env(tmp_path))
     assert result.returncode == 0, result.stderr + result.stdout
 
 
@@ -48,10 +48,7 @@ def test_check_deploy_reports_stripe_without_a_webhook_secret_as_an_error(tmp_pa
     result = run_manage(
         "check",
         "--deploy",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(60),
-        ALLOWED_HOSTS="lowrouter.example",
-        LOWROUTER_DATA_DIR=str(tmp_path),
+        **production_env(tmp_path),
         STRIPE_SECRET_KEY="sk_live_x",
         STRIPE_WEBHOOK_SECRET="",
     )

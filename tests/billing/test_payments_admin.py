@@ -1,9 +1,9 @@
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 from payments_helpers import FakeStripe, post_event, session_event
@@ -15,12 +15,23 @@ from billing.models import Campaign, LedgerEntry, Refund, RefundStatus, TopUp
 
 pytestmark = pytest.mark.django_db
 
+StaffClientMaker = Callable[..., tuple[User, Client]]  # the staff_client fixture (conftest)
+
 
 @pytest.fixture
 def operator_client() -> Client:
     client = Client()
     client.force_login(User.objects.create_superuser("admin@example.com", "pw"))
     return client
+
+
+def _campaign() -> Campaign:
+    return Campaign.objects.create(
+        name="Meetup",
+        credit_micros=100_000_000,
+        deadline=timezone.now() + timedelta(days=7),
+        max_redemptions=50,
+    )
 
 
 def _paid_topup(buyer: User) -> TopUp:
@@ -71,59 +82,33 @@ def test_a_refund_stripe_did_not_confirm_is_shown_as_pending(
     assert "Pending" in operator_client.get("/admin/billing/refund/").text
 
 
-def test_operator_adjusts_a_balance_with_a_reason(buyer: User, operator_client: Client) -> None:
+def test_operator_with_adjust_wallet_adjusts_a_balance_and_is_the_audited_actor(
+    buyer: User, staff_client: StaffClientMaker
+) -> None:
+    staff, client = staff_client("billing.adjust_wallet")
     wallet = get_wallet(buyer)
-    response = operator_client.post(
+    response = client.post(
         f"/admin/billing/wallet/{wallet.pk}/adjust/",
         {"credits": "12.5", "kind": "adjustment", "reason": "outage credit"},
     )
     assert response.status_code == 302
     assert get_wallet(buyer).balance_micros == 12_500_000
+    audit = AuditEntry.objects.get(action="ledger.adjustment")
+    assert audit.actor == staff and audit.account == buyer
 
 
 def test_operator_generates_a_batch_of_codes_as_csv(operator_client: Client) -> None:
-    campaign = Campaign.objects.create(
-        name="Meetup",
-        credit_micros=100_000_000,
-        deadline=timezone.now() + timedelta(days=7),
-        max_redemptions=50,
-    )
+    campaign = _campaign()
     response = operator_client.post(f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": 5})
     assert response["Content-Type"] == "text/csv"
     assert len(response.content.decode().splitlines()) == 6
 
 
-def _staff_client(*perms: str) -> tuple[User, Client]:
-    """A staff user (not a superuser) holding only ``perms``."""
-    user = User.objects.create_user("staff@example.com", is_staff=True)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    client = Client()
-    client.force_login(user)
-    return user, client
-
-
-def test_staff_with_adjust_wallet_adjusts_and_is_the_audited_actor(buyer: User) -> None:
-    staff, client = _staff_client("billing.adjust_wallet")
-    wallet = get_wallet(buyer)
-    response = client.post(
-        f"/admin/billing/wallet/{wallet.pk}/adjust/",
-        {"credits": "5", "kind": "adjustment", "reason": "outage credit"},
-    )
-    assert response.status_code == 302
-    assert get_wallet(buyer).balance_micros == 5_000_000
-    audit = AuditEntry.objects.get(action="ledger.adjustment")
-    assert audit.actor == staff and audit.account == buyer
-
-
 def test_staff_with_refund_topup_refunds_and_is_the_audited_actor(
-    fake_stripe: FakeStripe, buyer: User
+    fake_stripe: FakeStripe, buyer: User, staff_client: StaffClientMaker
 ) -> None:
     topup = _paid_topup(buyer)
-    staff, client = _staff_client("billing.refund_topup")
+    staff, client = staff_client("billing.refund_topup")
     response = client.post(
         f"/admin/billing/topup/{topup.pk}/refund/", {"credits": "100", "reason": "asked"}
     )
@@ -131,14 +116,11 @@ def test_staff_with_refund_topup_refunds_and_is_the_audited_actor(
     assert AuditEntry.objects.get(action="topup.refund").actor == staff
 
 
-def test_staff_with_issue_codes_generates_and_exports_codes_audited(buyer: User) -> None:
-    staff, client = _staff_client("billing.issue_codes", "billing.view_campaign")
-    campaign = Campaign.objects.create(
-        name="Meetup",
-        credit_micros=100_000_000,
-        deadline=timezone.now() + timedelta(days=7),
-        max_redemptions=50,
-    )
+def test_staff_with_issue_codes_generates_and_exports_codes_audited(
+    staff_client: StaffClientMaker,
+) -> None:
+    staff, client = staff_client("billing.issue_codes", "billing.view_campaign")
+    campaign = _campaign()
     created = client.post(f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": 2})
     assert created["Content-Type"] == "text/csv"
     exported = client.post(
@@ -182,12 +164,7 @@ def test_a_bad_number_in_the_refund_form_is_a_form_error(
 def test_a_bad_number_in_the_codes_form_is_a_form_error(
     operator_client: Client, count: str
 ) -> None:
-    campaign = Campaign.objects.create(
-        name="Meetup",
-        credit_micros=100_000_000,
-        deadline=timezone.now() + timedelta(days=7),
-        max_redemptions=50,
-    )
+    campaign = _campaign()
     response = operator_client.post(
         f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": count}
     )
