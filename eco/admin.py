@@ -6,7 +6,6 @@ from django.http import HttpRequest
 
 from eco.estimate import mark_eco_changed
 from eco.models import GridRegion, MethodologyVersion
-from lowrouter.admin_permissions import require_permission
 
 # What a stored estimate was computed with must never change under it, so these fields are
 # editable only while a version is being created.
@@ -45,8 +44,11 @@ class MethodologyVersionAdmin(admin.ModelAdmin):
     ) -> bool:
         return False
 
-    @admin.action(description="Make the selected version current for new requests")
-    @require_permission("eco.change_methodologyversion")
+    # Django's own action permission (eco.change_methodologyversion), not
+    # lowrouter.admin_permissions: eco imports none of the project's other packages.
+    @admin.action(
+        description="Make the selected version current for new requests", permissions=["change"]
+    )
     def make_current(self, request: HttpRequest, queryset: QuerySet[MethodologyVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version.", messages.ERROR)

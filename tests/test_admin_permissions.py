@@ -1,7 +1,9 @@
 """Being staff is not enough: every custom admin view and action of ours needs its own permission.
 
 The views and actions are discovered from the admin site, so one added later without a
-permission check fails here rather than shipping open to every staff account.
+permission check fails here rather than shipping open to every staff account. A check is
+``lowrouter.admin_permissions.require_permission`` (403), or for an action Django's own
+``permissions=[...]`` (the admin does not offer the action, so it cannot be run).
 """
 
 from collections.abc import Callable
@@ -14,8 +16,10 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_permission_codename
 from django.db.models import Model
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.urls import URLPattern, reverse
 from django.utils import timezone
 
@@ -35,6 +39,7 @@ class Endpoint:
     name: str  # the URL name, or the action name
     permission: str | None
     url_args: tuple[str, ...] = ()
+    django_checked: bool = False  # an action with Django's own permissions=[...]
 
     def __str__(self) -> str:
         return f"{self.model._meta.label}:{self.kind}:{self.name}"
@@ -67,10 +72,27 @@ def discover_endpoints() -> list[Endpoint]:
             found.append(Endpoint(model, "view", pattern.name, perm, args))
         for action in model_admin.actions or []:
             func, name, _ = model_admin.get_action(action)
-            if _is_ours(func.__module__):
-                perm = getattr(func, "required_permission", None)
-                found.append(Endpoint(model, "action", name, perm))
+            if not _is_ours(func.__module__):
+                continue
+            perm = getattr(func, "required_permission", None)
+            django_perm = _django_action_permission(model, func)
+            found.append(Endpoint(model, "action", name, perm or django_perm, (), not perm))
     return found
+
+
+def _django_action_permission(model: type[Model], func: object) -> str | None:
+    """The model permission behind Django's permissions=["change"] (and add/delete): the
+    admin's default has_change_permission checks exactly that one."""
+    allowed = getattr(func, "allowed_permissions", ())
+    if len(allowed) != 1 or allowed[0] not in ("add", "change", "delete"):
+        return None
+    return f"{model._meta.app_label}.{get_permission_codename(allowed[0], model._meta)}"
+
+
+def _offered_actions(client: Client, model: type[Model]) -> set[str]:
+    request = RequestFactory().get("/")
+    request.user = User.objects.get(pk=client.session["_auth_user_id"])
+    return set(admin.site.get_model_admin(model).get_actions(request))
 
 
 ENDPOINTS = discover_endpoints()
@@ -142,10 +164,15 @@ def test_staff_without_the_permission_is_refused_and_nothing_is_written(
         assert client.get(url).status_code == 403
         post = {"credits": "100000", "kind": "adjustment", "reason": "me", "count": "5"}
         assert client.post(url, post).status_code == 403
+    elif endpoint.django_checked:
+        assert endpoint.name not in _offered_actions(client, endpoint.model)
+        # The list comes back (200 when no action is left to offer, else 302); nothing ran.
+        assert _run_action(client, endpoint, "1") in (200, 302)
     else:
         assert _run_action(client, endpoint, "1") == 403
     assert not LedgerEntry.objects.exists()
     assert not AuditEntry.objects.exists()
+    assert not LogEntry.objects.exists()
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
