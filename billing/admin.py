@@ -1,10 +1,11 @@
 """Operator screens for money: top-ups and refunds, adjustments, invoices, campaigns.
 
-Every money action goes through a function that writes its audit entry; nothing here edits
-a balance, an invoice or a ledger row directly.
+Every money action goes through a function that writes its audit entry (with the operator
+as actor); nothing here edits a balance, an invoice or a ledger row directly. Every custom
+view and action checks its own permission (``require_permission``): being staff is not enough.
 """
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -14,9 +15,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 
-from accounts.http import AuthenticatedHttpRequest, signed_in_user
+from accounts.http import signed_in_user
 from accounts.models import BillingProfile
-from billing.campaigns import create_codes, export_codes_csv
+from billing.campaigns import create_codes, export_codes, export_codes_csv
 from billing.invoices import reissue_invoice
 from billing.models import (
     ActivationCode,
@@ -38,6 +39,11 @@ from billing.refunds import (
     get_refundable_cents,
     refund_topup,
 )
+from lowrouter.admin_permissions import require_permission
+
+# The most credits one admin form moves at once: far above any real top-up, far below what
+# the integer columns hold, so a mistyped number is a form error rather than a crash.
+MAX_ADMIN_CREDITS = 10_000_000
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,7 +58,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class RefundForm(forms.Form):
-    credits = forms.IntegerField(min_value=1, help_text="Credits to refund (1 credit = 1 cent).")
+    credits = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_ADMIN_CREDITS,
+        help_text="Credits to refund (1 credit = 1 cent).",
+    )
     reason = forms.CharField(max_length=500)
 
 
@@ -66,7 +76,8 @@ class TopUpAdmin(ReadOnlyAdmin):
         view = self.admin_site.admin_view(self.refund_view)
         return [path("<int:pk>/refund/", view, name="billing_topup_refund"), *super().get_urls()]
 
-    def refund_view(self, request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    @require_permission("billing.refund_topup")
+    def refund_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         topup = get_object_or_404(TopUp, pk=pk)
         form = RefundForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -74,7 +85,7 @@ class TopUpAdmin(ReadOnlyAdmin):
                 refund = refund_topup(
                     topup=topup,
                     credits_cents=form.cleaned_data["credits"],
-                    actor=request.user,
+                    actor=signed_in_user(request),
                     reason=form.cleaned_data["reason"],
                 )
             except RefundPending as exc:
@@ -96,17 +107,24 @@ class TopUpAdmin(ReadOnlyAdmin):
 
 
 class AdjustForm(forms.Form):
-    credits = forms.CharField(help_text="Credits, negative to remove, e.g. 250 or -12.5")
+    # DecimalField refuses NaN and infinities; the bounds keep the micros within the columns.
+    credits = forms.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        min_value=-MAX_ADMIN_CREDITS,
+        max_value=MAX_ADMIN_CREDITS,
+        help_text="Credits, negative to remove, e.g. 250 or -12.5",
+    )
     kind = forms.ChoiceField(
         choices=[(LedgerKind.ADJUSTMENT, "Adjustment"), (LedgerKind.PROMO_GRANT, "Promo grant")]
     )
     reason = forms.CharField(max_length=500)
 
     def clean_credits(self) -> int:
-        try:
-            return credits_to_micros(Decimal(self.cleaned_data["credits"]))
-        except InvalidOperation as exc:
-            raise forms.ValidationError("Enter a number of credits.") from exc
+        micros = credits_to_micros(self.cleaned_data["credits"])
+        if micros == 0:
+            raise forms.ValidationError("Enter a number of credits other than zero.")
+        return micros
 
 
 @admin.register(Wallet)
@@ -118,7 +136,8 @@ class WalletAdmin(ReadOnlyAdmin):
         view = self.admin_site.admin_view(self.adjust_view)
         return [path("<int:pk>/adjust/", view, name="billing_wallet_adjust"), *super().get_urls()]
 
-    def adjust_view(self, request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    @require_permission("billing.adjust_wallet")
+    def adjust_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         wallet = get_object_or_404(Wallet, pk=pk)
         form = AdjustForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -127,7 +146,7 @@ class WalletAdmin(ReadOnlyAdmin):
                     account=wallet.account_id,
                     amount_micros=form.cleaned_data["credits"],
                     reason=form.cleaned_data["reason"],
-                    actor=request.user,
+                    actor=signed_in_user(request),
                     kind=LedgerKind(form.cleaned_data["kind"]),
                 )
             except Exception as exc:  # shown to the operator, nothing was written
@@ -172,9 +191,8 @@ class InvoiceAdmin(ReadOnlyAdmin):
     actions = ["reissue_from_profile"]
 
     @admin.action(description="Re-issue with the buyer's current billing profile")
-    def reissue_from_profile(
-        self, request: AuthenticatedHttpRequest, queryset: QuerySet[Invoice]
-    ) -> None:
+    @require_permission("billing.reissue_invoice")
+    def reissue_from_profile(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         for invoice in queryset:
             profile = BillingProfile.objects.filter(account_id=invoice.account_id).first()
             if profile is None:
@@ -187,7 +205,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
                 "vat_number": profile.vat_number,
             }
             try:
-                new = reissue_invoice(invoice=invoice, buyer=buyer, actor=request.user)
+                new = reissue_invoice(invoice=invoice, buyer=buyer, actor=signed_in_user(request))
             except ValueError as exc:
                 messages.error(request, str(exc))
             else:
@@ -215,7 +233,7 @@ class CodeBatchForm(forms.Form):
 class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "credit_micros", "eligibility", "deadline", "redemptions_count"]
     readonly_fields = ["redemptions_count", "created_by", "created_at"]
-    actions = ["export_codes"]
+    actions = ["export_selected_codes"]
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         if not change:
@@ -226,12 +244,15 @@ class CampaignAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view(self.codes_view)
         return [path("<int:pk>/codes/", view, name="billing_campaign_codes"), *super().get_urls()]
 
-    def codes_view(self, request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    @require_permission("billing.issue_codes")
+    def codes_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         campaign = get_object_or_404(Campaign, pk=pk)
         form = CodeBatchForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            create_codes(campaign=campaign, count=form.cleaned_data["count"], actor=request.user)
-            return self._csv(campaign)
+            create_codes(
+                campaign=campaign, count=form.cleaned_data["count"], actor=signed_in_user(request)
+            )
+            return self._csv(campaign, export_codes_csv(campaign))
         context = {
             **self.admin_site.each_context(request),
             "title": f"Generate codes for {campaign}",
@@ -240,13 +261,18 @@ class CampaignAdmin(admin.ModelAdmin):
         return render(request, "billing/admin_codes.html", context)
 
     @admin.action(description="Export codes as CSV")
-    def export_codes(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> HttpResponse:
-        campaign = queryset.first()
-        assert campaign is not None  # the admin runs an action only on a selection
-        return self._csv(campaign)
+    @require_permission("billing.issue_codes")
+    def export_selected_codes(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        if queryset.count() != 1:
+            messages.error(request, "Select exactly one campaign to export.")
+            return None
+        campaign = queryset.get()
+        return self._csv(campaign, export_codes(campaign=campaign, actor=signed_in_user(request)))
 
-    def _csv(self, campaign: Campaign) -> HttpResponse:
-        response = HttpResponse(export_codes_csv(campaign), content_type="text/csv")
+    def _csv(self, campaign: Campaign, text: str) -> HttpResponse:
+        response = HttpResponse(text, content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}.csv"'
         return response
 

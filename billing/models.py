@@ -35,6 +35,7 @@ class Wallet(models.Model):
                 condition=models.Q(reserved_micros__gte=0), name="wallet_reserved_not_negative"
             ),
         ]
+        permissions = [("adjust_wallet", "Can adjust a balance or grant promotional credit")]
 
     def __str__(self) -> str:
         return f"wallet of {self.account_id}"
@@ -362,6 +363,7 @@ class TopUp(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("refund_topup", "Can refund a top-up through Stripe")]
 
     def __str__(self) -> str:
         return f"top-up {self.pk} ({self.status})"
@@ -445,6 +447,7 @@ class Invoice(models.Model):
                 name="invoice_one_original_per_topup",
             )
         ]
+        permissions = [("reissue_invoice", "Can re-issue an invoice")]
 
     def __str__(self) -> str:
         return self.number
@@ -521,6 +524,7 @@ class Campaign(models.Model):
                 condition=models.Q(credit_micros__gt=0), name="campaign_credit_positive"
             ),
         ]
+        permissions = [("issue_codes", "Can generate and export activation codes")]
 
     def __str__(self) -> str:
         return self.name

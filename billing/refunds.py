@@ -13,7 +13,7 @@ and is sent again with the same idempotency key, so it is made at most once.
 A top-up can be refunded within LOWROUTER_REFUND_WINDOW_DAYS (14, the EU cooling-off period)
 of its payment. A full refund of a whole top-up returns everything paid (fee and VAT
 included); a partial refund returns the credits refunded plus their VAT, and the flat fee is
-kept.
+kept until a refund completes the top-up (see ``compute_refund_gross_cents``).
 """
 
 import logging
@@ -80,9 +80,20 @@ def get_refundable_cents(topup: TopUp) -> int:
 
 
 def compute_refund_gross_cents(topup: TopUp, credits_cents: int) -> int:
-    if credits_cents == topup.credits_cents and topup.refunded_gross_cents == 0:
-        return topup.gross_cents
-    return credits_cents + compute_vat_cents(credits_cents, topup.vat_rate)
+    """What the buyer gets back for ``credits_cents`` more credits of ``topup``.
+
+    The VAT is that of all the credits refunded so far, minus the VAT already returned: VAT
+    rounded per refund would drift (a 1-credit refund returns no VAT at 20%). So the VAT
+    returned never exceeds the VAT charged, and the refund that completes the top-up returns
+    all that is left (the fee and its VAT too), exactly as one full refund would.
+    """
+    refunded_credits = topup.refunded_credits_cents + credits_cents
+    if refunded_credits >= topup.credits_cents:
+        return topup.gross_cents - topup.refunded_gross_cents
+    # Before the completing refund no fee is returned, so the rest of the gross is VAT.
+    vat_returned = topup.refunded_gross_cents - topup.refunded_credits_cents
+    vat_due = compute_vat_cents(refunded_credits, topup.vat_rate) - vat_returned
+    return credits_cents + max(0, vat_due)
 
 
 def refund_topup(*, topup: TopUp, credits_cents: int, actor: User, reason: str) -> Refund:

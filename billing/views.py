@@ -1,5 +1,6 @@
 """Pages for adding credits, invoices and activation codes, and the Stripe webhook."""
 
+import logging
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -16,7 +17,9 @@ from billing.checkout import TopUpError, is_verified, quote_topup, start_checkou
 from billing.invoice_documents import render_invoice_pdf
 from billing.models import Invoice, StripeEventStatus
 from billing.money import format_credits, format_eur
-from billing.webhooks import BadSignature, process_event, verify_event
+from billing.webhooks import BadSignature, WebhookNotConfigured, process_event, verify_event
+
+logger = logging.getLogger(__name__)
 
 
 def _parse_amount(raw: str) -> Decimal:
@@ -122,6 +125,10 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         event = verify_event(
             payload=request.body, signature=request.headers.get("Stripe-Signature", "")
         )
+    except WebhookNotConfigured:
+        # 503, so Stripe keeps retrying the delivery until an operator sets the secret.
+        logger.error("Stripe webhook refused: STRIPE_WEBHOOK_SECRET is not set on this server.")
+        return HttpResponse("Webhook not configured.", status=503)
     except BadSignature:
         return HttpResponseBadRequest("Invalid signature.")
     stored = process_event(event)

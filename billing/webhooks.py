@@ -33,11 +33,20 @@ class BadSignature(Exception):
     pass
 
 
+class WebhookNotConfigured(Exception):
+    """No signing secret: no event can be told from a forgery, so none is read."""
+
+
 def verify_event(*, payload: bytes, signature: str) -> dict[str, Any]:
     """The event, if ``signature`` signs these exact bytes with our secret and is fresh."""
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        # Anyone can compute an HMAC with the empty key: checking against it would accept
+        # forged events (a pending top-up marked paid without payment).
+        raise WebhookNotConfigured("STRIPE_WEBHOOK_SECRET is not set.")
     try:
         stripe.WebhookSignature.verify_header(
-            payload.decode("utf-8"), signature, settings.STRIPE_WEBHOOK_SECRET, tolerance=300
+            payload.decode("utf-8"), signature, secret, tolerance=300
         )
         # The signed bytes as plain JSON (a StripeObject's to_dict() is deprecated).
         event = json.loads(payload)

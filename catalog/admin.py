@@ -32,10 +32,20 @@ from catalog.models import (
     ProviderStatus,
 )
 from catalog.snapshot import mark_catalog_changed
+from lowrouter.admin_permissions import require_permission
 
 
 def _changed_on_commit() -> None:
     transaction.on_commit(mark_catalog_changed)
+
+
+def _log_each(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, message: str
+) -> None:
+    """The admin's history entry, with the operator as actor, for each object an action
+    changes (Django records saves and deletes itself, not actions)."""
+    for obj in queryset:
+        modeladmin.log_change(request, obj, message)
 
 
 class CatalogWriteMixin:
@@ -148,13 +158,17 @@ class ProviderAdmin(CatalogWriteMixin, admin.ModelAdmin):
         return bool(resolve_credential(obj)) or not obj.requires_credential
 
     @admin.action(description="Soft-disable (listed, not routable)")
+    @require_permission("catalog.change_provider")
     def soft_disable(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _log_each(self, request, queryset, "Soft-disabled (action).")
         n = queryset.update(status=ProviderStatus.UNAVAILABLE)
         _changed_on_commit()
         self.message_user(request, f"{n} provider(s) soft-disabled.")
 
     @admin.action(description="Enable")
+    @require_permission("catalog.change_provider")
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _log_each(self, request, queryset, "Enabled (action).")
         n = queryset.update(status=ProviderStatus.OK)
         _changed_on_commit()
         self.message_user(request, f"{n} provider(s) enabled.")
@@ -221,13 +235,17 @@ class OfferingAdmin(CatalogWriteMixin, admin.ModelAdmin):
             )
 
     @admin.action(description="Soft-disable offerings")
+    @require_permission("catalog.change_offering")
     def soft_disable(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _log_each(self, request, queryset, "Soft-disabled (action).")
         n = queryset.update(enabled=False)
         _changed_on_commit()
         self.message_user(request, f"{n} offering(s) disabled.")
 
     @admin.action(description="Enable offerings")
+    @require_permission("catalog.change_offering")
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _log_each(self, request, queryset, "Enabled (action).")
         n = queryset.update(enabled=True)
         _changed_on_commit()
         self.message_user(request, f"{n} offering(s) enabled.")
@@ -257,7 +275,10 @@ class PriceChangeAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    # The change permission is the one to decide on a proposed price; the admin's change form
+    # stays closed (has_change_permission), since a decision goes through catalog.prices.
     @admin.action(description="Approve selected price changes")
+    @require_permission("catalog.change_pricechange")
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
         who = request.user.get_username()
         n = sum(
@@ -267,6 +288,7 @@ class PriceChangeAdmin(admin.ModelAdmin):
         self.message_user(request, f"{n} price change(s) applied.")
 
     @admin.action(description="Reject selected price changes")
+    @require_permission("catalog.change_pricechange")
     def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
         who = request.user.get_username()
         n = sum(
@@ -310,7 +332,8 @@ class PlatformFeeChangeAdmin(admin.ModelAdmin):
     actions = ["cancel"]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None
+        # A scheduled change is never edited (cancel it and schedule another).
+        return obj is None and super().has_change_permission(request, obj)
 
     def save_model(
         self, request: HttpRequest, obj: PlatformFeeChange, form: Any, change: bool
@@ -324,10 +347,11 @@ class PlatformFeeChangeAdmin(admin.ModelAdmin):
         obj.pk = scheduled.pk
 
     @admin.action(description="Cancel scheduled fee changes")
+    @require_permission("catalog.change_platformfeechange")
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
-        n = queryset.filter(status=FeeChangeStatus.SCHEDULED).update(
-            status=FeeChangeStatus.CANCELLED
-        )
+        scheduled = queryset.filter(status=FeeChangeStatus.SCHEDULED)
+        _log_each(self, request, scheduled, "Cancelled (action).")
+        n = scheduled.update(status=FeeChangeStatus.CANCELLED)
         self.message_user(request, f"{n} fee change(s) cancelled.")
 
 

@@ -44,7 +44,11 @@ class MethodologyVersionAdmin(admin.ModelAdmin):
     ) -> bool:
         return False
 
-    @admin.action(description="Make the selected version current for new requests")
+    # Django's own action permission (eco.change_methodologyversion), not
+    # lowrouter.admin_permissions: eco imports none of the project's other packages.
+    @admin.action(
+        description="Make the selected version current for new requests", permissions=["change"]
+    )
     def make_current(self, request: HttpRequest, queryset: QuerySet[MethodologyVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version.", messages.ERROR)
@@ -52,6 +56,7 @@ class MethodologyVersionAdmin(admin.ModelAdmin):
         version = queryset.get()
         version.make_current()
         mark_eco_changed()
+        self.log_change(request, version, "Made current (action).")
         self.message_user(
             request,
             f"{version.version} is now current; web processes pick it up when they reload "

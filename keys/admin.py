@@ -2,9 +2,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.http import AuthenticatedHttpRequest, signed_in_user
+from accounts.http import signed_in_user
 from keys.actions import POLICY_FIELDS, create_key, revoke_key, update_key
 from keys.models import ApiKey
+from lowrouter.admin_permissions import require_permission
 
 
 @admin.register(ApiKey)
@@ -40,7 +41,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return False  # revoke instead: usage history keeps pointing at the key
 
     @admin.action(description="Revoke selected keys (final)")
-    def revoke(self, request: AuthenticatedHttpRequest, queryset: QuerySet[ApiKey]) -> None:
+    @require_permission("keys.change_apikey")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
-            revoke_key(key, actor=request.user)
+            revoke_key(key, actor=signed_in_user(request))
         messages.success(request, f"Revoked {queryset.count()} key(s).")

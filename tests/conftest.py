@@ -10,12 +10,13 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 import uvicorn
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 
@@ -240,6 +241,30 @@ def operator(db: None) -> User:
 def admin_client(db: None) -> Client:
     """The admin persona, signed in to the admin site."""
     return signed_in(make_admin())
+
+
+StaffClientMaker = Callable[..., tuple[User, Client]]
+
+
+@pytest.fixture
+def staff_client(db: None) -> StaffClientMaker:
+    """Logs in a staff user (not a superuser) holding only the given "app.codename"
+    permissions, plus every view permission when ``view_everything`` is set."""
+
+    def make(*perms: str, view_everything: bool = False) -> tuple[User, Client]:
+        user = User.objects.create_user(f"staff{User.objects.count()}@example.com", is_staff=True)
+        if view_everything:
+            user.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        client = Client()
+        client.force_login(user)
+        return user, client
+
+    return make
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -22,17 +22,17 @@ def run_manage(*args: str, unset: tuple[str, ...] = (), **env: str) -> subproces
     )
 
 
+def production_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "ALLOWED_HOSTS": "lowrouter.example",
+        "LOWROUTER_DATA_DIR": str(tmp_path),
+    }
+
+
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
-    result = run_manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(60),
-        ALLOWED_HOSTS="lowrouter.example",
-        LOWROUTER_DATA_DIR=str(tmp_path),
-    )
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **production_env(tmp_path))
     assert result.returncode == 0, result.stderr + result.stdout
 
 
@@ -61,3 +61,16 @@ def test_the_embedded_database_creates_its_directory_on_first_connect(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     assert (data_dir / "db.sqlite3").exists()
     assert not (data_dir / "static").exists()  # collectstatic makes it when it writes there
+
+
+def test_check_deploy_reports_stripe_without_a_webhook_secret_as_an_error(tmp_path):
+    result = run_manage(
+        "check",
+        "--deploy",
+        **production_env(tmp_path),
+        STRIPE_SECRET_KEY="sk_live_x",
+        STRIPE_WEBHOOK_SECRET="",
+    )
+    assert result.returncode != 0
+    assert "billing.E001" in result.stderr
+    assert "STRIPE_WEBHOOK_SECRET" in result.stderr

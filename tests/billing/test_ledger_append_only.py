@@ -19,7 +19,8 @@ from billing.ids import new_generation_id
 from billing.ledger import ledger_sum
 from billing.models import Generation, LedgerEntry, Wallet
 from billing.spending import MoneyCore, Settlement, reserve_credits, settle_generation
-from tests.conftest import make_funded, needs_postgres
+from tests.conftest import needs_postgres
+from tests.factories import make_funded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing.models import Generation, Hold, Invoice, LedgerEntry
 from billing.spending import ORPHAN_AFTER
-from tests.conftest import make_funded
+from tests.factories import make_funded
 
 pytestmark = pytest.mark.django_db
 

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -7,11 +8,13 @@ from django.test import Client
 from accounts.models import AuditEntry, User
 from billing.checkout import start_checkout
 from billing.ledger import get_wallet
-from billing.models import Refund, RefundStatus, TopUp
+from billing.models import LedgerEntry, Refund, RefundStatus, TopUp
 from tests.billing.payments_helpers import FakeStripe, post_event, session_event
 from tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db
+
+StaffClientMaker = Callable[..., tuple[User, Client]]  # the staff_client fixture (conftest)
 
 
 def _paid_topup(buyer: User) -> TopUp:
@@ -62,14 +65,19 @@ def test_a_refund_stripe_did_not_confirm_is_shown_as_pending(
     assert "Pending" in admin_client.get("/admin/billing/refund/").text
 
 
-def test_operator_adjusts_a_balance_with_a_reason(buyer: User, admin_client: Client) -> None:
+def test_operator_with_adjust_wallet_adjusts_a_balance_and_is_the_audited_actor(
+    buyer: User, staff_client: StaffClientMaker
+) -> None:
+    staff, client = staff_client("billing.adjust_wallet")
     wallet = get_wallet(buyer)
-    response = admin_client.post(
+    response = client.post(
         f"/admin/billing/wallet/{wallet.pk}/adjust/",
         {"credits": "12.5", "kind": "adjustment", "reason": "outage credit"},
     )
     assert response.status_code == 302
     assert get_wallet(buyer).balance_micros == 12_500_000
+    audit = AuditEntry.objects.get(action="ledger.adjustment")
+    assert audit.actor == staff and audit.account == buyer
 
 
 def test_operator_generates_a_batch_of_codes_as_csv(admin_client: Client) -> None:
@@ -77,3 +85,68 @@ def test_operator_generates_a_batch_of_codes_as_csv(admin_client: Client) -> Non
     response = admin_client.post(f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": 5})
     assert response["Content-Type"] == "text/csv"
     assert len(response.content.decode().splitlines()) == 6
+
+
+def test_staff_with_refund_topup_refunds_and_is_the_audited_actor(
+    fake_stripe: FakeStripe, buyer: User, staff_client: StaffClientMaker
+) -> None:
+    topup = _paid_topup(buyer)
+    staff, client = staff_client("billing.refund_topup")
+    response = client.post(
+        f"/admin/billing/topup/{topup.pk}/refund/", {"credits": "100", "reason": "asked"}
+    )
+    assert response.status_code == 302
+    assert AuditEntry.objects.get(action="topup.refund").actor == staff
+
+
+def test_staff_with_issue_codes_generates_and_exports_codes_audited(
+    staff_client: StaffClientMaker,
+) -> None:
+    staff, client = staff_client("billing.issue_codes", "billing.view_campaign")
+    campaign = CampaignFactory(name="Meetup", credit_micros=100_000_000, max_redemptions=50)
+    created = client.post(f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": 2})
+    assert created["Content-Type"] == "text/csv"
+    exported = client.post(
+        "/admin/billing/campaign/",
+        {"action": "export_selected_codes", "_selected_action": [campaign.pk]},
+    )
+    assert len(exported.content.decode().splitlines()) == 3
+    actions = dict(AuditEntry.objects.values_list("action", "actor"))
+    assert actions == {"campaign.codes.create": staff.pk, "campaign.codes.export": staff.pk}
+
+
+@pytest.mark.parametrize("credits", ["NaN", "Infinity", "-inf", "1e30", "99999999999999999999"])
+def test_a_bad_number_in_the_adjust_form_is_a_form_error(
+    buyer: User, admin_client: Client, credits: str
+) -> None:
+    wallet = get_wallet(buyer)
+    response = admin_client.post(
+        f"/admin/billing/wallet/{wallet.pk}/adjust/",
+        {"credits": credits, "kind": "adjustment", "reason": "typo"},
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["credits"]
+    assert get_wallet(buyer).balance_micros == 0
+    assert not LedgerEntry.objects.exists()
+
+
+@pytest.mark.parametrize("credits", ["NaN", "1e30", "99999999999999999999", "0"])
+def test_a_bad_number_in_the_refund_form_is_a_form_error(
+    fake_stripe: FakeStripe, buyer: User, admin_client: Client, credits: str
+) -> None:
+    topup = _paid_topup(buyer)
+    response = admin_client.post(
+        f"/admin/billing/topup/{topup.pk}/refund/", {"credits": credits, "reason": "typo"}
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["credits"]
+    assert not Refund.objects.exists()
+
+
+@pytest.mark.parametrize("count", ["NaN", "1e30", "99999999999999999999", "-1"])
+def test_a_bad_number_in_the_codes_form_is_a_form_error(admin_client: Client, count: str) -> None:
+    campaign = CampaignFactory(name="Meetup", credit_micros=100_000_000, max_redemptions=50)
+    response = admin_client.post(f"/admin/billing/campaign/{campaign.pk}/codes/", {"count": count})
+    assert response.status_code == 200
+    assert response.context["form"].errors["count"]
+    assert not campaign.codes.exists()

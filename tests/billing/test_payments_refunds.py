@@ -70,6 +70,43 @@ def test_partial_refund_returns_credits_plus_their_vat(paid: TopUp, operator: Us
     assert get_wallet(paid.account_id).balance_micros == 1500 * M
 
 
+def _vat_returned(topup: TopUp) -> int:
+    """VAT the refunds so far gave back: what was returned beyond the credits (and the fee,
+    which only a refund that completes the top-up returns)."""
+    topup.refresh_from_db()
+    refunded = topup.refunds.filter(status=RefundStatus.SUCCEEDED)
+    gross = sum(r.gross_cents for r in refunded)
+    credits = sum(r.credits_cents for r in refunded)
+    fee = topup.fee_cents if credits == topup.credits_cents else 0
+    return gross - credits - fee
+
+
+def test_refunding_one_credit_at_a_time_returns_the_vat_on_the_credits_refunded_so_far(
+    paid: TopUp, operator: User
+) -> None:
+    assert paid.vat_rate == Decimal("20")
+    grosses = [
+        refund_topup(topup=paid, credits_cents=1, actor=operator, reason="one").gross_cents
+        for _ in range(5)
+    ]
+    # 20% of 1, 2, 3, 4, 5 credits rounds to 0, 0, 1, 1, 1 cents of VAT, cumulatively.
+    assert grosses == [1, 1, 2, 1, 1]
+    assert _vat_returned(paid) == 1
+
+
+def test_vat_returned_over_partial_refunds_never_exceeds_and_finally_equals_the_vat_charged(
+    paid: TopUp, operator: User
+) -> None:
+    assert (paid.credits_cents, paid.fee_cents, paid.vat_cents) == (2000, 80, 416)
+    for credits in (1, 1, 998, 3, 997):
+        refund_topup(topup=paid, credits_cents=credits, actor=operator, reason="in parts")
+        assert _vat_returned(paid) <= paid.vat_cents
+    assert _vat_returned(paid) == paid.vat_cents
+    assert paid.refunded_gross_cents == paid.gross_cents == 2496
+    assert paid.status == TopUpStatus.REFUNDED
+    assert get_wallet(paid.account_id).balance_micros == 0 == ledger_sum(paid.account_id)
+
+
 def test_spent_credit_is_not_refundable(paid: TopUp, operator: User) -> None:
     post_entry(account=paid.account_id, kind=LedgerKind.USAGE, amount_micros=-1500 * M)
     assert get_refundable_cents(paid) == 500

@@ -128,6 +128,22 @@ def test_bad_signature_is_rejected_and_not_stored(topup: TopUp) -> None:
     assert get_wallet(topup.account_id).balance_micros == 0
 
 
+def test_without_a_webhook_secret_an_event_signed_with_the_empty_key_is_refused(
+    topup: TopUp, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.STRIPE_WEBHOOK_SECRET = ""
+    event = completed(topup)
+    signed_with_empty_key = sign_payload(json.dumps(event).encode(), secret="")
+    with caplog.at_level("ERROR", logger="billing.views"):
+        response = post_event(Client(), event, signature=signed_with_empty_key)
+    assert response.status_code == 503
+    assert "STRIPE_WEBHOOK_SECRET" in caplog.text
+    assert not StripeEvent.objects.exists()
+    topup.refresh_from_db()
+    assert topup.status == TopUpStatus.PENDING
+    assert get_wallet(topup.account_id).balance_micros == 0
+
+
 def test_stale_signature_is_rejected(topup: TopUp) -> None:
     payload = json.dumps(completed(topup)).encode()
     stale = sign_payload(payload, at=int(time.time()) - 600)

@@ -1,9 +1,13 @@
 """The catalogue admin: credentials are write-only, writes bump the snapshot version."""
 
+from collections.abc import Callable
+
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.core.cache import cache
 from django.test import Client
 
+from accounts.models import User
 from catalog.credentials import resolve_credential
 from catalog.models import Offering, Provider
 from catalog.snapshot import VERSION_CACHE_KEY
@@ -94,6 +98,18 @@ def test_soft_disable_and_enable_actions(
     )
     provider.refresh_from_db()
     assert provider.status == "ok"
+
+
+def test_an_action_by_a_permitted_operator_is_in_the_history_with_its_actor(
+    staff_client: Callable[..., tuple[User, Client]], provider: Provider
+) -> None:
+    staff, client = staff_client("catalog.change_provider", "catalog.view_provider")
+    response = client.post(
+        "/admin/catalog/provider/", {"action": "soft_disable", "_selected_action": [provider.id]}
+    )
+    assert response.status_code == 302
+    entry = LogEntry.objects.get(object_id=provider.id)
+    assert entry.user == staff and entry.get_change_message() == "Soft-disabled (action)."
 
 
 def test_offering_soft_disable_action(admin_client: Client, provider: Provider) -> None:
