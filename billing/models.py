@@ -112,6 +112,16 @@ class GenerationStatus(models.TextChoices):
     UPSTREAM_ERROR = "upstream_error"
 
 
+class UsageSource(models.TextChoices):
+    """Where a generation's token counts come from."""
+
+    # The upstream's own usage block.
+    REPORTED = "reported"
+    # The stream ended without one (client gone, upstream cut or silent): counted by the
+    # gateway from what it relayed, never more than the client received (docs/api.md).
+    ESTIMATED = "estimated"
+
+
 class Generation(models.Model):
     """One request through the gateway. Never holds prompt or completion text."""
 
@@ -137,6 +147,9 @@ class Generation(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     cached_prompt_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    usage_source = models.CharField(
+        max_length=16, choices=UsageSource, default=UsageSource.REPORTED
+    )
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     # Prices in force at request time, EUR per 1M tokens, platform fee included separately.
     prompt_price_eur = models.DecimalField(max_digits=14, decimal_places=6, null=True)

@@ -32,6 +32,7 @@ from billing.models import (
     KeySpend,
     LedgerKind,
     SpendPeriod,
+    UsageSource,
     Wallet,
 )
 from billing.money import credits_to_micros, format_credits, micros_to_credits
@@ -93,6 +94,7 @@ class Settlement:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
+    usage_source: str = UsageSource.REPORTED
     latency_ms: int | None = None
     cost_micros: int = 0
     prompt_price_eur: Decimal | None = None
@@ -543,6 +545,8 @@ def _generation_row(hold: HoldTicket, outcome: Settlement) -> dict:
         completion_tokens=outcome.completion_tokens,
         cached_prompt_tokens=outcome.cached_prompt_tokens,
         total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
+        # Always sent: PostgreSQL's settle function builds the row from this JSON alone.
+        usage_source=str(outcome.usage_source),
         latency_ms=outcome.latency_ms,
         prompt_price_eur=outcome.prompt_price_eur,
         completion_price_eur=outcome.completion_price_eur,

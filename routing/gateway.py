@@ -20,7 +20,7 @@ from functools import partial
 
 from billing.costs import Prices, Usage, usage_cost_micros, worst_case_micros
 from billing.ids import new_generation_id
-from billing.models import GenerationStatus
+from billing.models import GenerationStatus, UsageSource
 from billing.money import format_credits, token_cost_micros
 from billing.spending import (
     HoldTicket,
@@ -42,6 +42,7 @@ from routing.errors import ApiError
 from routing.replies import LastChunk, Reply
 from routing.router import RoutePlan, aroute_request, route_request
 from routing.upstream import UpstreamFailure
+from routing.usage_estimate import estimate_usage, output_pieces
 from routing.validation import ChatRequest, parse_chat_request, upstream_payload
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def _settlement(
     usage: Usage | None,
     latency_ms: int | None,
     error_code: str = "",
+    usage_source: str = UsageSource.REPORTED,
 ) -> Settlement:
     model = call.plan.model
     s = Settlement(
@@ -185,6 +187,7 @@ def _settlement(
             s.prompt_tokens = usage.prompt_tokens
             s.completion_tokens = usage.completion_tokens
             s.cached_prompt_tokens = usage.cached_prompt_tokens
+            s.usage_source = usage_source
             s.cost_micros = usage_cost_micros(usage, prices)
             s.eco = (
                 eco_bridge.estimate(call.snapshot.eco, model, offering, usage, call.elapsed_ms())
@@ -514,6 +517,32 @@ async def _stream(call: Call) -> Reply:
     return await _fail(call, failure)
 
 
+def _stream_settlement(
+    call: Call,
+    offering: OfferingView,
+    usage: Usage | None,
+    relayed: int,
+    *,
+    status: str,
+    latency_ms: int,
+    error_code: str = "",
+) -> Settlement:
+    """A stream's settlement: the upstream's usage if it sent a block, else the estimate from
+    the ``relayed`` pieces of output (never more than the client received)."""
+    source = UsageSource.REPORTED
+    if usage is None:
+        usage, source = estimate_usage(call.req, relayed), UsageSource.ESTIMATED
+    return _settlement(
+        call,
+        status=status,
+        offering=offering,
+        usage=usage,
+        latency_ms=latency_ms,
+        error_code=error_code,
+        usage_source=source,
+    )
+
+
 async def _relay(
     call: Call,
     offering: OfferingView,
@@ -526,10 +555,13 @@ async def _relay(
     Finish chunks are held back to carry the ``lowrouter`` summary (a chunk whose ``choices``
     is non-empty, so ``chunk.choices[0]`` works in the naive SDK loop). The usage-only chunk
     (empty ``choices``) is forwarded only when the caller asked for it with include_usage.
+    Pieces of output written to the client are counted, to bill a stream that ends without the
+    upstream's usage block (``routing.usage_estimate``).
     """
     model_id = call.plan.model.id
     first_byte_ms = call.elapsed_ms()
     usage: Usage | None = None
+    relayed = 0
     held: list[dict] = []
     usage_chunk: dict | None = None
     status, error_code, failure = GenerationStatus.OK, "", None
@@ -555,7 +587,10 @@ async def _relay(
                     finished = True
                     held.append(chunk)
                 else:
+                    pieces = output_pieces(choices)
                     yield _sse(chunk)
+                    # Counted once written: a client gone during the write never got it.
+                    relayed += pieces
             try:
                 event = await anext(events)
             except StopAsyncIteration:
@@ -584,11 +619,12 @@ async def _relay(
             call.plan.trace["attempts"][-1]["outcome"] = "client_disconnected"
             await _settle(
                 call,
-                _settlement(
+                _stream_settlement(
                     call,
+                    offering,
+                    usage,
+                    relayed,
                     status=GenerationStatus.CLIENT_ERROR,
-                    offering=offering,
-                    usage=usage,
                     latency_ms=first_byte_ms,
                     error_code="client_disconnected",
                 ),
@@ -596,8 +632,8 @@ async def _relay(
 
     if failure is not None:
         # After the first byte there is no failover: end the stream with an explicit error
-        # event (no [DONE]) and bill only usage the upstream actually reported. The slot is
-        # still marked, so the next request avoids it.
+        # event (no [DONE]) and bill the usage reported, or else what was relayed. The slot
+        # is still marked, so the next request avoids it.
         call.plan.trace["attempts"][-1]["outcome"] = f"failed_mid_stream:{failure.kind}"
         await health.anote_failure(
             (offering.provider_id, offering.region),
@@ -605,11 +641,12 @@ async def _relay(
             status=failure.status,
             retry_after=failure.retry_after,
         )
-        settlement = _settlement(
+        settlement = _stream_settlement(
             call,
+            offering,
+            usage,
+            relayed,
             status=status,
-            offering=offering,
-            usage=usage,
             latency_ms=first_byte_ms,
             error_code=error_code,
         )
@@ -623,12 +660,8 @@ async def _relay(
         )
         return
 
-    settlement = _settlement(
-        call,
-        status=GenerationStatus.OK,
-        offering=offering,
-        usage=usage or Usage(),
-        latency_ms=first_byte_ms,
+    settlement = _stream_settlement(
+        call, offering, usage, relayed, status=GenerationStatus.OK, latency_ms=first_byte_ms
     )
     await _settle(call, settlement)
     summary = _lowrouter_block(call, offering, settlement.eco.get("block"))

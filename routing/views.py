@@ -161,6 +161,8 @@ def generation_to_api(gen: Generation) -> dict:
         "completion_tokens": gen.completion_tokens,
         "cached_prompt_tokens": gen.cached_prompt_tokens,
         "total_tokens": gen.total_tokens,
+        # "estimated" when the stream ended without the upstream's usage block (docs/api.md).
+        "usage_source": gen.usage_source,
         "latency_ms": gen.latency_ms,
         "cost_credits": str(micros_to_credits(gen.cost_micros)),
         "unbilled_credits": str(micros_to_credits(gen.unbilled_micros)),
