@@ -101,6 +101,9 @@ class Hold(models.Model):
     day = models.DateField()
     month = models.DateField()
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Touched every few minutes while the request's stream is still being relayed: the orphan
+    # reaper only frees holds neither placed nor renewed within its window (NULL: never renewed).
+    renewed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"hold {self.amount_micros} for {self.account_id}"

@@ -41,7 +41,9 @@ from lowrouter import jsonio
 from lowrouter.asyncdb import fetch_one_on_loop
 from lowrouter.sql import execute, fetch_one, insert_row, table
 
-# Holds older than this belong to a process that died: no request lives this long.
+# A hold neither placed nor renewed for this long belongs to a process that died: a request
+# still in flight renews its hold well within it (``renew_hold``, every
+# LOWROUTER_HOLD_RENEW_SECONDS while a stream is relayed).
 ORPHAN_AFTER = timedelta(minutes=30)
 
 
@@ -566,15 +568,37 @@ def _generation_row(hold: HoldTicket, outcome: Settlement) -> dict:
     )
 
 
+_RENEW = f"UPDATE {table(Hold)} SET renewed_at = %s WHERE id = %s RETURNING id"
+
+
+def renew_hold(hold_id: int, *, now: datetime | None = None) -> bool:
+    """Mark a hold as still in use, so the orphan reaper leaves it. False if it is gone."""
+    when = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    return fetch_one(_RENEW, [when, hold_id]) is not None
+
+
+async def arenew_hold(hold_id: int, *, now: datetime | None = None) -> bool:
+    """``renew_hold`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
+    return await fetch_one_on_loop(_RENEW, [now or timezone.now(), hold_id]) is not None
+
+
+def _orphaned(cutoff: datetime) -> Q:
+    # renewed_at is never earlier than created_at, so the created_at index narrows the scan.
+    return Q(created_at__lt=cutoff) & (Q(renewed_at__isnull=True) | Q(renewed_at__lt=cutoff))
+
+
 def release_orphaned_holds(*, older_than: timedelta = ORPHAN_AFTER) -> int:
-    """Give back holds left by processes that died mid-request. Returns how many."""
+    """Give back holds left by processes that died mid-request: neither placed nor renewed
+    within ``older_than``. Returns how many."""
     cutoff = timezone.now() - older_than
     released = 0
-    for hold in Hold.objects.filter(created_at__lt=cutoff).order_by("id"):
+    for hold in Hold.objects.filter(_orphaned(cutoff)).order_by("id"):
         with transaction.atomic():
             # Deleting first claims the hold: a settlement racing us finds it gone and releases
-            # nothing, so the counters are given back exactly once.
-            if not Hold.objects.filter(pk=hold.pk).delete()[0]:
+            # nothing, so the counters are given back exactly once. The delete checks the
+            # window again: a stream that renewed its hold since we listed it keeps it (on
+            # PostgreSQL a renewal committed first makes the row no longer match).
+            if not Hold.objects.filter(_orphaned(cutoff), pk=hold.pk).delete()[0]:
                 continue
             Wallet.objects.filter(account_id=hold.account_id).update(
                 reserved_micros=F("reserved_micros") - hold.amount_micros
@@ -598,6 +622,7 @@ __all__ = [
     "Settlement",
     "SpendRefused",
     "release_orphaned_holds",
+    "renew_hold",
     "reserve_credits",
     "settle_generation",
 ]

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from django.conf import settings
+
 from billing.costs import Prices, Usage, usage_cost_micros, worst_case_micros
 from billing.ids import new_generation_id
 from billing.models import GenerationStatus, UsageSource
@@ -27,8 +29,10 @@ from billing.spending import (
     KeyChanged,
     Settlement,
     SpendRefused,
+    arenew_hold,
     areserve_credits,
     asettle_generation,
+    renew_hold,
     reserve_credits,
     settle_generation,
 )
@@ -543,6 +547,42 @@ def _stream_settlement(
     )
 
 
+class _HoldKeeper:
+    """Renews a stream's hold every LOWROUTER_HOLD_RENEW_SECONDS while it is relayed, so the
+    orphan reaper never frees the hold of a live stream (whose settlement would then no longer
+    be bounded by it). A timer until it first fires: a stream shorter than the interval costs
+    no task and no statement. A renewal in flight when the stream ends is left to finish: it
+    touches a hold that settlement deletes, in either order harmlessly."""
+
+    def __init__(self, hold_id: int) -> None:
+        self.hold_id = hold_id
+        self.loop = asyncio.get_running_loop()
+        self.stopped = False
+        self.renewing: asyncio.Task | None = None
+        self.timer = self.loop.call_later(settings.LOWROUTER_HOLD_RENEW_SECONDS, self._fire)
+
+    def _fire(self) -> None:
+        if not self.stopped:
+            self.renewing = self.loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        try:
+            if statements_on_loop():
+                kept = await arenew_hold(self.hold_id)
+            else:
+                kept = await run_db(renew_hold, self.hold_id)
+            if not kept:
+                log.warning("hold %s was released while its stream ran", self.hold_id)
+        except Exception as exc:  # the next turn tries again; the stream goes on regardless
+            log.warning("hold renewal failed: %s", type(exc).__name__)
+        if not self.stopped:
+            self.timer = self.loop.call_later(settings.LOWROUTER_HOLD_RENEW_SECONDS, self._fire)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.timer.cancel()
+
+
 async def _relay(
     call: Call,
     offering: OfferingView,
@@ -556,10 +596,11 @@ async def _relay(
     is non-empty, so ``chunk.choices[0]`` works in the naive SDK loop). The usage-only chunk
     (empty ``choices``) is forwarded only when the caller asked for it with include_usage.
     Pieces of output written to the client are counted, to bill a stream that ends without the
-    upstream's usage block (``routing.usage_estimate``).
+    upstream's usage block (``routing.usage_estimate``); the hold is renewed while it runs.
     """
     model_id = call.plan.model.id
     first_byte_ms = call.elapsed_ms()
+    keeper = _HoldKeeper(call.hold.hold_id)
     usage: Usage | None = None
     relayed = 0
     held: list[dict] = []
@@ -613,6 +654,7 @@ async def _relay(
     finally:
         # Closing the upstream response also cancels the upstream request when we stop early.
         resp.close()
+        keeper.stop()
         if interrupted:
             # The client went away (task cancelled or generator closed). Settle what is known;
             # awaiting here is allowed while an async generator is being closed.
