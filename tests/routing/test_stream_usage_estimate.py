@@ -49,6 +49,16 @@ def _content_deltas(lines: list[str]) -> int:
     return sum(output_pieces(c.get("choices") or []) for c in chunks if "error" not in c)
 
 
+def _post(gateway, funded) -> httpx.Response:
+    """The whole stream, read to its end."""
+    return httpx.post(
+        gateway.api + "/chat/completions",
+        json=_body(),
+        headers={"Authorization": f"Bearer {funded.token}"},
+        timeout=30,
+    )
+
+
 def _leave_after(gateway, funded, deltas: int) -> int:
     """Stream a long answer, read ``deltas`` pieces of content, hang up; the pieces read."""
     read = 0
@@ -117,12 +127,7 @@ def test_a_stream_the_upstream_breaks_off_is_billed_for_the_pieces_relayed(
 ):
     upstream.config.fault, upstream.config.fault_after_chunks = fault, 3
     with override_settings(LOWROUTER_UPSTREAM_IDLE_TIMEOUT=0.5):
-        resp = httpx.post(
-            gateway.api + "/chat/completions",
-            json=_body(),
-            headers={"Authorization": f"Bearer {funded.token}"},
-            timeout=30,
-        )
+        resp = _post(gateway, funded)
     assert "upstream_stream_failed" in resp.text and "[DONE]" not in resp.text
     assert _content_deltas(resp.text.splitlines()) == 3
     assert_books_exact(funded.user, generations=1)
@@ -137,12 +142,7 @@ def test_a_finished_stream_without_a_usage_block_is_billed_by_the_count(
     gateway, funded, catalogue, upstream
 ):
     upstream.config.stream_usage, upstream.config.completion_tokens = False, 12
-    resp = httpx.post(
-        gateway.api + "/chat/completions",
-        json=_body(),
-        headers={"Authorization": f"Bearer {funded.token}"},
-        timeout=30,
-    )
+    resp = _post(gateway, funded)
     assert resp.text.endswith("data: [DONE]\n\n")
     assert_books_exact(funded.user, generations=1)
     gen = Generation.objects.get()
@@ -153,12 +153,7 @@ def test_a_finished_stream_without_a_usage_block_is_billed_by_the_count(
 
 
 def test_a_stream_with_a_usage_block_is_billed_as_reported(gateway, funded, catalogue, upstream):
-    resp = httpx.post(
-        gateway.api + "/chat/completions",
-        json=_body(),
-        headers={"Authorization": f"Bearer {funded.token}"},
-        timeout=30,
-    )
+    resp = _post(gateway, funded)
     assert resp.text.endswith("data: [DONE]\n\n")
     gen = Generation.objects.get()
     assert gen.usage_source == UsageSource.REPORTED
