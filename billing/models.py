@@ -110,8 +110,12 @@ class LedgerEntry(models.Model):
 
 class HoldQuerySet(models.QuerySet):
     def orphaned(self, *, created_before: datetime) -> "HoldQuerySet":
-        """Holds older than any live request: left by a process that died mid-request."""
-        return self.filter(created_at__lt=created_before)
+        """Holds neither placed nor renewed since ``created_before``: left by a process that
+        died mid-request (a live stream renews its hold). renewed_at is never earlier than
+        created_at, so the created_at index narrows the scan."""
+        return self.filter(created_at__lt=created_before).filter(
+            models.Q(renewed_at__isnull=True) | models.Q(renewed_at__lt=created_before)
+        )
 
 
 class Hold(models.Model):
@@ -128,6 +132,9 @@ class Hold(models.Model):
     day = models.DateField()
     month = models.DateField()
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Touched every few minutes while the request's stream is still being relayed: the orphan
+    # reaper only frees holds neither placed nor renewed within its window (NULL: never renewed).
+    renewed_at = models.DateTimeField(null=True, blank=True)
 
     objects = HoldQuerySet.as_manager()
 
@@ -144,6 +151,16 @@ class GenerationStatus(models.TextChoices):
 class GenerationQuerySet(models.QuerySet):
     def for_account(self, account_id: int) -> "GenerationQuerySet":
         return self.filter(account_id=account_id)
+
+
+class UsageSource(models.TextChoices):
+    """Where a generation's token counts come from."""
+
+    # The upstream's own usage block.
+    REPORTED = "reported"
+    # The stream ended without one (client gone, upstream cut or silent): counted by the
+    # gateway from what it relayed, never more than the client received (docs/api.md).
+    ESTIMATED = "estimated"
 
 
 class Generation(models.Model):
@@ -171,6 +188,9 @@ class Generation(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     cached_prompt_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    usage_source = models.CharField(
+        max_length=16, choices=UsageSource, default=UsageSource.REPORTED
+    )
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     # Prices in force at request time, EUR per 1M tokens, platform fee included separately.
     prompt_price_eur = models.DecimalField(max_digits=14, decimal_places=6, null=True)
@@ -241,6 +261,7 @@ class Generation(models.Model):
             "prices_eur_per_1m": {k: str(v) if v is not None else None for k, v in prices.items()},
             "status": self.status,
             "error_code": self.error_code or None,
+            "usage_source": self.usage_source,
             "eco": self.eco_to_api(),
             "routing_trace": self.routing_trace,
         }

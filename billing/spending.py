@@ -36,6 +36,7 @@ from billing.models import (
     KeySpend,
     LedgerKind,
     SpendPeriod,
+    UsageSource,
     Wallet,
 )
 from billing.money import credits_to_micros, format_credits, micros_to_credits
@@ -44,7 +45,9 @@ from lowrouter import jsonio
 from lowrouter.asyncdb import fetch_one_on_loop
 from lowrouter.sql import execute, fetch_one, insert_row, table
 
-# Holds older than this belong to a process that died: no request lives this long.
+# A hold neither placed nor renewed for this long belongs to a process that died: a request
+# still in flight renews its hold well within it (``renew_hold``, every
+# LOWROUTER_HOLD_RENEW_SECONDS while a stream is relayed).
 ORPHAN_AFTER = timedelta(minutes=30)
 
 
@@ -111,6 +114,7 @@ class Settlement:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
+    usage_source: str = UsageSource.REPORTED
     latency_ms: int | None = None
     cost_micros: int = 0
     prompt_price_eur: Decimal | None = None
@@ -574,6 +578,8 @@ def _generation_row(hold: HoldTicket, outcome: Settlement) -> dict:
         completion_tokens=outcome.completion_tokens,
         cached_prompt_tokens=outcome.cached_prompt_tokens,
         total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
+        # Always sent: PostgreSQL's settle function builds the row from this JSON alone.
+        usage_source=str(outcome.usage_source),
         latency_ms=outcome.latency_ms,
         prompt_price_eur=outcome.prompt_price_eur,
         completion_price_eur=outcome.completion_price_eur,
@@ -593,15 +599,32 @@ def _generation_row(hold: HoldTicket, outcome: Settlement) -> dict:
     )
 
 
+_RENEW = f"UPDATE {table(Hold)} SET renewed_at = %s WHERE id = %s RETURNING id"
+
+
+def renew_hold(hold_id: int, *, now: datetime | None = None) -> bool:
+    """Mark a hold as still in use, so the orphan reaper leaves it. False if it is gone."""
+    when = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    return fetch_one(_RENEW, [when, hold_id]) is not None
+
+
+async def arenew_hold(hold_id: int, *, now: datetime | None = None) -> bool:
+    """``renew_hold`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
+    return await fetch_one_on_loop(_RENEW, [now or timezone.now(), hold_id]) is not None
+
+
 def release_orphaned_holds(*, older_than: timedelta = ORPHAN_AFTER) -> int:
-    """Give back holds left by processes that died mid-request. Returns how many."""
+    """Give back holds left by processes that died mid-request: neither placed nor renewed
+    within ``older_than``. Returns how many."""
     cutoff = timezone.now() - older_than
     released = 0
     for hold in Hold.objects.orphaned(created_before=cutoff).order_by("id"):
         with transaction.atomic():
             # Deleting first claims the hold: a settlement racing us finds it gone and releases
-            # nothing, so the counters are given back exactly once.
-            if not Hold.objects.filter(pk=hold.pk).delete()[0]:
+            # nothing, so the counters are given back exactly once. The delete checks the
+            # window again: a stream that renewed its hold since we listed it keeps it (on
+            # PostgreSQL a renewal committed first makes the row no longer match).
+            if not Hold.objects.orphaned(created_before=cutoff).filter(pk=hold.pk).delete()[0]:
                 continue
             Wallet.objects.filter(account_id=hold.account_id).update(
                 reserved_micros=F("reserved_micros") - hold.amount_micros
@@ -626,6 +649,7 @@ __all__ = [
     "Settlement",
     "SpendRefused",
     "release_orphaned_holds",
+    "renew_hold",
     "reserve_credits",
     "settle_generation",
 ]

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from itertools import cycle, islice
 from typing import Any
@@ -68,6 +68,9 @@ class DemoConfig:
     fault_count: int | None = None
     usage_on_error: bool = False
     cached_tokens: int = 0
+    # False: an OpenAI-format stream never carries a usage block, even when asked for one (an
+    # upstream that ignores include_usage). Anthropic streams always carry theirs.
+    stream_usage: bool = True
 
 
 @dataclass
@@ -84,6 +87,8 @@ class RequestRecord:
     headers_authorization: str | None
     headers_x_api_key: str | None = None
     fault: str = Fault.NONE  # the fault injected, also when the outcome is "cancelled"
+    # Stream content events (one per token) written before the stream ended or was cancelled.
+    content_events: int = 0
 
 
 def update_config(config: DemoConfig, changes: dict[str, Any]) -> None:
@@ -105,9 +110,9 @@ def _coerce_config_value(name: str, value: Any) -> Any:
         return Fault(value)
     if name == "fault_count" and value is None:
         return None
-    if name == "usage_on_error":
+    if name in ("usage_on_error", "stream_usage"):
         if not isinstance(value, bool):
-            raise ValueError("usage_on_error must be a boolean")
+            raise ValueError(f"{name} must be a boolean")
         return value
     if name in ("latency_ms", "chunk_interval_ms"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
@@ -435,6 +440,7 @@ class _Exchange:
     response: web.StreamResponse | None = None
     record: RequestRecord | None = None
     provisional: bool = False
+    content_events: int = 0
 
     def finish(self, outcome: str, status: int | None = None, provisional: bool = False) -> None:
         if status is not None:
@@ -442,6 +448,7 @@ class _Exchange:
         if self.record is not None:
             if self.provisional:
                 self.record.outcome, self.record.status = str(outcome), self.status
+                self.record.content_events = self.content_events
                 self.provisional = provisional
             return
         self.provisional = provisional
@@ -457,6 +464,7 @@ class _Exchange:
             headers_authorization=self.authorization,
             headers_x_api_key=self.x_api_key,
             fault=str(self.fault),
+            content_events=self.content_events,
         )
         self.records.append(self.record)
         if len(self.records) > MAX_RECORDS:
@@ -567,8 +575,11 @@ async def _respond_stream(
 ) -> web.StreamResponse:
     req = exchange.req
     assert req is not None
-    plan = dialect.stream_events(req, gen)
+    plan = dialect.stream_events(
+        req if config.stream_usage else replace(req, include_usage=False), gen
+    )
     fault_at = min(config.fault_after_chunks, len(plan.content))
+    first_content, end_of_content = len(plan.prelude), len(plan.prelude) + len(plan.content) + 1
     # None marks where a stream fault strikes: after `fault_at` content events.
     events: list[bytes | None] = [
         *plan.prelude,
@@ -600,6 +611,8 @@ async def _respond_stream(
             exchange.finish(outcome, provisional=True)
         # One write per event: aiohttp sends it at once, so the chunk cadence is kept.
         await resp.write(event)
+        if first_content <= index < end_of_content and event is not dialect.malformed_event:
+            exchange.content_events += 1
     await resp.write_eof()
     exchange.finish(outcome)
     return resp

@@ -215,6 +215,11 @@ LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT = env.float(
     "LOWROUTER_UPSTREAM_FIRST_BYTE_TIMEOUT", default=60.0
 )
 LOWROUTER_UPSTREAM_IDLE_TIMEOUT = env.float("LOWROUTER_UPSTREAM_IDLE_TIMEOUT", default=60.0)
+# How often a stream still being relayed renews its credit hold, so the orphan reaper (which
+# frees holds untouched for 30 minutes, billing/spending.py) never frees a live one.
+LOWROUTER_HOLD_RENEW_SECONDS = env.float("LOWROUTER_HOLD_RENEW_SECONDS", default=300.0)
+if not 0 < LOWROUTER_HOLD_RENEW_SECONDS <= 600:
+    raise ImproperlyConfigured("LOWROUTER_HOLD_RENEW_SECONDS must be in (0, 600].")
 # PostgreSQL connections per worker process for the request path's statements, sent from the
 # event loop (lowrouter/asyncdb.py); worker threads keep their own for everything else.
 LOWROUTER_LOOP_DB_CONNECTIONS = env.int("LOWROUTER_LOOP_DB_CONNECTIONS", default=10)

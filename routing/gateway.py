@@ -18,17 +18,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from django.conf import settings
+
 from billing.costs import Prices, Usage, usage_cost_micros, worst_case_micros
 from billing.ids import new_generation_id
-from billing.models import GenerationStatus
+from billing.models import GenerationStatus, UsageSource
 from billing.money import format_credits, token_cost_micros
 from billing.spending import (
     HoldTicket,
     KeyChanged,
     Settlement,
     SpendRefused,
+    arenew_hold,
     areserve_credits,
     asettle_generation,
+    renew_hold,
     reserve_credits,
     settle_generation,
 )
@@ -43,6 +47,7 @@ from routing.replies import LastChunk, Reply
 from routing.router import RoutePlan, aroute_request, route_request
 from routing.trace import AttemptOutcome
 from routing.upstream import FailureKind, UpstreamFailure
+from routing.usage_estimate import estimate_usage, output_pieces
 from routing.validation import ChatRequest, parse_chat_request, upstream_payload
 
 log = logging.getLogger(__name__)
@@ -164,6 +169,7 @@ def _settlement(
     usage: Usage | None,
     latency_ms: int | None,
     error_code: str = "",
+    usage_source: str = UsageSource.REPORTED,
 ) -> Settlement:
     model = call.plan.model
     s = Settlement(
@@ -186,6 +192,7 @@ def _settlement(
             s.prompt_tokens = usage.prompt_tokens
             s.completion_tokens = usage.completion_tokens
             s.cached_prompt_tokens = usage.cached_prompt_tokens
+            s.usage_source = usage_source
             s.cost_micros = usage_cost_micros(usage, prices)
             s.eco = (
                 eco_bridge.estimate(call.snapshot.eco, model, offering, usage, call.elapsed_ms())
@@ -501,6 +508,68 @@ async def _stream(call: Call) -> Reply:
     return await _fail(call, failure)
 
 
+def _stream_settlement(
+    call: Call,
+    offering: OfferingView,
+    usage: Usage | None,
+    relayed: int,
+    *,
+    status: str,
+    latency_ms: int,
+    error_code: str = "",
+) -> Settlement:
+    """A stream's settlement: the upstream's usage if it sent a block, else the estimate from
+    the ``relayed`` pieces of output (never more than the client received)."""
+    source = UsageSource.REPORTED
+    if usage is None:
+        usage, source = estimate_usage(call.req, relayed), UsageSource.ESTIMATED
+    return _settlement(
+        call,
+        status=status,
+        offering=offering,
+        usage=usage,
+        latency_ms=latency_ms,
+        error_code=error_code,
+        usage_source=source,
+    )
+
+
+class _HoldKeeper:
+    """Renews a stream's hold every LOWROUTER_HOLD_RENEW_SECONDS while it is relayed, so the
+    orphan reaper never frees the hold of a live stream (whose settlement would then no longer
+    be bounded by it). A timer until it first fires: a stream shorter than the interval costs
+    no task and no statement. A renewal in flight when the stream ends is left to finish: it
+    touches a hold that settlement deletes, in either order harmlessly."""
+
+    def __init__(self, hold_id: int) -> None:
+        self.hold_id = hold_id
+        self.loop = asyncio.get_running_loop()
+        self.stopped = False
+        self.renewing: asyncio.Task | None = None
+        self.timer = self.loop.call_later(settings.LOWROUTER_HOLD_RENEW_SECONDS, self._fire)
+
+    def _fire(self) -> None:
+        if not self.stopped:
+            self.renewing = self.loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        try:
+            if statements_on_loop():
+                kept = await arenew_hold(self.hold_id)
+            else:
+                kept = await run_db(renew_hold, self.hold_id)
+            if not kept:
+                log.warning("hold %s was released while its stream ran", self.hold_id)
+        except Exception as exc:  # the next turn tries again; the stream goes on regardless
+            log.warning("hold renewal failed: %s", type(exc).__name__)
+        if not self.stopped:
+            self.timer = self.loop.call_later(settings.LOWROUTER_HOLD_RENEW_SECONDS, self._fire)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.timer.cancel()
+
+
 async def _relay(
     call: Call,
     offering: OfferingView,
@@ -513,10 +582,14 @@ async def _relay(
     Finish chunks are held back to carry the ``lowrouter`` summary (a chunk whose ``choices``
     is non-empty, so ``chunk.choices[0]`` works in the naive SDK loop). The usage-only chunk
     (empty ``choices``) is forwarded only when the caller asked for it with include_usage.
+    Pieces of output written to the client are counted, to bill a stream that ends without the
+    upstream's usage block (``routing.usage_estimate``); the hold is renewed while it runs.
     """
     model_id = call.plan.model.id
     first_byte_ms = call.elapsed_ms()
+    keeper = _HoldKeeper(call.hold.hold_id)
     usage: Usage | None = None
+    relayed = 0
     held: list[dict] = []
     usage_chunk: dict | None = None
     status, error_code, failure = GenerationStatus.OK, "", None
@@ -542,7 +615,10 @@ async def _relay(
                     finished = True
                     held.append(chunk)
                 else:
+                    pieces = output_pieces(choices)
                     yield _sse(chunk)
+                    # Counted once written: a client gone during the write never got it.
+                    relayed += pieces
             try:
                 event = await anext(events)
             except StopAsyncIteration:
@@ -569,17 +645,19 @@ async def _relay(
     finally:
         # Closing the upstream response also cancels the upstream request when we stop early.
         resp.close()
+        keeper.stop()
         if interrupted:
             # The client went away (task cancelled or generator closed). Settle what is known;
             # awaiting here is allowed while an async generator is being closed.
             call.plan.trace.end_last_attempt(AttemptOutcome.CLIENT_DISCONNECTED)
             await _settle(
                 call,
-                _settlement(
+                _stream_settlement(
                     call,
+                    offering,
+                    usage,
+                    relayed,
                     status=GenerationStatus.CLIENT_ERROR,
-                    offering=offering,
-                    usage=usage,
                     latency_ms=first_byte_ms,
                     error_code="client_disconnected",
                 ),
@@ -587,8 +665,8 @@ async def _relay(
 
     if failure is not None:
         # After the first byte there is no failover: end the stream with an explicit error
-        # event (no [DONE]) and bill only usage the upstream actually reported. The slot is
-        # still marked, so the next request avoids it.
+        # event (no [DONE]) and bill the usage reported, or else what was relayed. The slot
+        # is still marked, so the next request avoids it.
         call.plan.trace.end_last_attempt(AttemptOutcome.FAILED_MID_STREAM, failure=failure.kind)
         await health.anote_failure(
             (offering.provider_id, offering.region),
@@ -596,11 +674,12 @@ async def _relay(
             status=failure.status,
             retry_after=failure.retry_after,
         )
-        settlement = _settlement(
+        settlement = _stream_settlement(
             call,
+            offering,
+            usage,
+            relayed,
             status=status,
-            offering=offering,
-            usage=usage,
             latency_ms=first_byte_ms,
             error_code=error_code,
         )
@@ -614,12 +693,8 @@ async def _relay(
         )
         return
 
-    settlement = _settlement(
-        call,
-        status=GenerationStatus.OK,
-        offering=offering,
-        usage=usage or Usage(),
-        latency_ms=first_byte_ms,
+    settlement = _stream_settlement(
+        call, offering, usage, relayed, status=GenerationStatus.OK, latency_ms=first_byte_ms
     )
     await _settle(call, settlement)
     summary = _lowrouter_block(call, offering, settlement.eco.get("block"))

@@ -101,21 +101,30 @@ def test_stream_cut_midway_ends_with_an_error_event_and_no_done(http, funded, up
     assert "[DONE]" not in resp.text
     assert_books_exact(funded.user, generations=1)
     gen = Generation.objects.get()
-    assert gen.status == "upstream_error" and gen.cost_micros == 0
+    # Billed for the three pieces relayed before the cut (tests/routing/test_stream_usage_estimate).
+    assert gen.status == "upstream_error" and gen.completion_tokens == 3 and gen.cost_micros > 0
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_malformed_upstream_output_is_recorded_and_free(http, funded, upstream, canary, stream):
+def test_malformed_upstream_output_is_recorded_and_free(http, funded, upstream, canary):
     upstream.config.fault, upstream.config.fault_after_chunks = "malformed_chunk", 2
-    resp = http.post("/chat/completions", json=chat_body(canary, stream=stream))
-    if stream:
-        assert resp.status_code == 200
-        assert "upstream_stream_failed" in resp.text and "[DONE]" not in resp.text
-    else:
-        assert resp.status_code == 502
-        _error(resp)
+    resp = http.post("/chat/completions", json=chat_body(canary))
+    assert resp.status_code == 502
+    _error(resp)
     assert_books_exact(funded.user, generations=1)
     assert Generation.objects.get().cost_micros == 0
+
+
+def test_a_malformed_chunk_mid_stream_ends_it_and_bills_what_was_relayed(
+    http, funded, upstream, canary
+):
+    upstream.config.fault, upstream.config.fault_after_chunks = "malformed_chunk", 2
+    resp = http.post("/chat/completions", json=chat_body(canary, stream=True))
+    assert resp.status_code == 200
+    assert "upstream_stream_failed" in resp.text and "[DONE]" not in resp.text
+    assert_books_exact(funded.user, generations=1)
+    gen = Generation.objects.get()
+    assert gen.completion_tokens == 2 and gen.cost_micros > 0
+    assert gen.usage_source == "estimated"
 
 
 def test_client_disconnect_mid_stream_cancels_the_upstream_and_settles(
