@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from billing.models import Generation, Hold, KeySpend
 from billing.spending import release_orphaned_holds, renew_hold, reserve_credits
-from tests.conftest import Funded, make_funded, needs_postgres
+from tests.conftest import needs_postgres
+from tests.factories import Funded, make_funded
 from tests.processes import shared_database_url, start_gateway_process
 from tests.reliability.conftest import assert_books_exact, wait_until
 
