@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "billing",
     "routing",
     "docs_site",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -161,7 +162,7 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_UNIQUE_EMAIL = True
-LOGIN_REDIRECT_URL = "/"
+LOGIN_REDIRECT_URL = "/dashboard"
 ACCOUNT_LOGOUT_REDIRECT_URL = "/"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -243,6 +244,12 @@ LOWROUTER_REFUND_WINDOW_DAYS = env.int("LOWROUTER_REFUND_WINDOW_DAYS", default=1
 # VIES client (dotted path to a class with check(*, country, number) -> bool).
 LOWROUTER_VIES_CHECKER = env.str("LOWROUTER_VIES_CHECKER", default="billing.vat.ViesRestChecker")
 # The seller block printed on every invoice.
+# The model the console's eco panel replays an account's usage against (a model with verified
+# parameters makes the comparison meaningful); the widget names it.
+LOWROUTER_ECO_BASELINE_MODEL = env.str(
+    "LOWROUTER_ECO_BASELINE_MODEL", default="scaleway/llama-3.3-70b-instruct"
+)
+
 LOWROUTER_SELLER = {
     "legal_name": env.str("LOWROUTER_SELLER_NAME", default="Carbonifer SAS"),
     "address": env.str("LOWROUTER_SELLER_ADDRESS", default="Paris, France"),
