@@ -13,7 +13,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ("#0b6e4f", "#2f6fb0", "#c0622b", "#7a4fa3", "#b0902f", "#3a8f99", "#a33b5c", "#5b6670")
-WIDTH, HEIGHT, PAD = 600, 180, 22
+WIDTH, HEIGHT = 600, 160
 
 
 def colour(index: int) -> str:
@@ -37,11 +37,24 @@ def _nice_max(value: float) -> float:
     return 10 * magnitude
 
 
-def _axis(top: float, fmt: Callable[[float], str]) -> str:
-    y = HEIGHT - PAD
-    return (
-        f'<line x1="0" y1="{y}" x2="{WIDTH}" y2="{y}" class="axis"/>'
-        f'<text x="2" y="10" class="tick">{escape(fmt(top))}</text>'
+def _frame(label: str, body: str, top: str, first: date | None, last: date | None) -> SafeString:
+    """The SVG stretches to the page's width, so its labels are HTML around it (text inside a
+    stretched SVG would be distorted)."""
+    ends = (
+        format_html(
+            '<span class="tick">{}</span><span class="tick">{}</span>',
+            f"{first:%b %d}",
+            f"{last:%b %d}",
+        )
+        if first and last
+        else ""
+    )
+    return format_html(
+        '<div class="chart-frame"><span class="tick top">{}</span>{}<div class="chart-ends">{}'
+        "</div></div>",
+        top,
+        _svg(label, body),
+        ends,
     )
 
 
@@ -56,11 +69,11 @@ def stacked_columns(
     top = _nice_max(max(totals, default=0))
     slot = WIDTH / max(1, len(days))
     bar = max(1.0, slot * 0.7)
-    usable = HEIGHT - PAD - 12
-    parts = [_axis(top, fmt)]
+    usable = HEIGHT - 8
+    parts = [f'<line x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}" class="axis"/>']
     for i, day in enumerate(days):
         x = i * slot + (slot - bar) / 2
-        y = HEIGHT - PAD
+        y = float(HEIGHT)
         for s, (name, values) in enumerate(series.items()):
             if not values[i]:
                 continue
@@ -71,13 +84,8 @@ def stacked_columns(
                 f'fill="{colour(s)}"><title>{day:%Y-%m-%d} {escape(name)}: '
                 f"{escape(fmt(values[i]))}</title></rect>"
             )
-    if days:
-        parts.append(f'<text x="0" y="{HEIGHT - 6}" class="tick">{days[0]:%b %d}</text>')
-        parts.append(
-            f'<text x="{WIDTH}" y="{HEIGHT - 6}" class="tick" text-anchor="end">'
-            f"{days[-1]:%b %d}</text>"
-        )
-    return _svg(label, "".join(parts))
+    first, last = (days[0], days[-1]) if days else (None, None)
+    return _frame(label, "".join(parts), fmt(top), first, last)
 
 
 def columns(
