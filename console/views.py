@@ -50,7 +50,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     charts_filters = f.without_table_filters()
     series = widgets.daily_series(account_id, charts_filters)
     shares = widgets.provider_shares(account_id, charts_filters)
-    rows = list(widgets.transactions(account_id, f)[: widgets.RECENT_ROWS])
+    # The table shows no trace or eco inputs: their JSON is most of a record's bytes.
+    rows = list(
+        widgets.transactions(account_id, f).defer("routing_trace", "eco_inputs")[
+            : widgets.RECENT_ROWS
+        ]
+    )
     in_range = widgets.requests_in_range(account_id, charts_filters)
     context = {
         "f": f,
