@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
@@ -32,6 +33,13 @@ SORT_COLUMNS = [
     ("cost", "Cost"),
     ("latency", "Latency"),
 ]
+
+
+def records_kept_from(today: date) -> date:
+    """The first day whose records are still kept: 13 months back (docs/console.md)."""
+    months = settings.LOWROUTER_RECORD_RETENTION_MONTHS
+    year, month = divmod(today.year * 12 + today.month - 1 - months, 12)
+    return date(year, month + 1, min(today.day, 28))
 
 
 def _today() -> date:
@@ -81,6 +89,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "choices": widgets.filter_choices(account_id, charts_filters),
         "export_capped": in_range > EXPORT_CAP,
         "export_cap": EXPORT_CAP,
+        "records_kept_from": records_kept_from(today),
+        "retention_months": settings.LOWROUTER_RECORD_RETENTION_MONTHS,
         "statuses": GenerationStatus.values,
         "sort_columns": SORT_COLUMNS,
     }

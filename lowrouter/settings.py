@@ -252,6 +252,9 @@ LOWROUTER_ECO_BASELINE_MODEL = env.str(
     "LOWROUTER_ECO_BASELINE_MODEL", default="scaleway/llama-3.3-70b-instruct"
 )
 
+# How long per-request records are kept (the daily aggregates are kept longer).
+LOWROUTER_RECORD_RETENTION_MONTHS = env.int("LOWROUTER_RECORD_RETENTION_MONTHS", default=13)
+
 LOWROUTER_SELLER = {
     "legal_name": env.str("LOWROUTER_SELLER_NAME", default="Carbonifer SAS"),
     "address": env.str("LOWROUTER_SELLER_ADDRESS", default="Paris, France"),

@@ -157,3 +157,11 @@ def test_a_larger_model_than_the_baseline_shows_the_gap_not_a_saving(customer, f
     customer.settle(model="openai/gpt-4o", provider="openai", region="us-east", accuracy="accurate")
     eco = section(page(customer), "w-eco")
     assert "more than the baseline would have emitted" in eco and "saved" not in eco
+
+
+def test_a_range_beyond_the_records_retention_says_the_charts_come_from_aggregates(
+    customer: Customer, frozen_today
+) -> None:
+    assert "come from the daily aggregates alone" not in page(customer)
+    html = page(customer, "?start=2025-10-01")
+    assert "the days before 2025-11-05 come from the daily aggregates alone" in html
