@@ -1,8 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
+
+from accounts import views as account_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/resend-verification/", account_views.resend_verification),
+    path("register", RedirectView.as_view(url="/accounts/signup/", query_string=True)),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("routing.urls")),
     path("billing/", include("billing.urls")),
