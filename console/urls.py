@@ -1,6 +1,6 @@
 from django.urls import path
 
-from console import views
+from console import keys, views
 
 app_name = "console"
 
@@ -9,4 +9,9 @@ urlpatterns = [
     path("dashboard/transactions/<str:generation_id>", views.transaction, name="transaction"),
     path("dashboard/export.csv", views.export_csv, name="export"),
     path("dashboard/credits", views.credits_page, name="credits"),
+    path("dashboard/keys", keys.key_list, name="keys"),
+    path("dashboard/keys/<int:key_id>", keys.key_edit, name="key-edit"),
+    path("dashboard/keys/<int:key_id>/toggle", keys.key_toggle, name="key-toggle"),
+    path("dashboard/keys/<int:key_id>/revoke", keys.key_revoke, name="key-revoke"),
+    path("dashboard/keys/<int:key_id>/rotate", keys.key_rotate, name="key-rotate"),
 ]

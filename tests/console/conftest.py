@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -104,7 +105,7 @@ def make_customer(email: str, credits: str = "100") -> Customer:
 
 @pytest.fixture
 def customer(db: None, settings) -> Customer:
-    sync_catalogue(settings.LOWROUTER_CATALOGUE_FILE)
+    sync_catalogue(Path(__file__).parent / "catalogue.yaml")
     reset_snapshot()
     return make_customer("ada@example.com")
 
