@@ -38,3 +38,11 @@ def retry_pending_refunds() -> int:
     from billing.refunds import retry_pending_refunds as retry
 
     return retry()
+
+
+@shared_task(name="billing.send_low_balance_alerts")
+def send_low_balance_alerts() -> int:
+    """Email the accounts whose balance fell below their alert threshold (once per crossing)."""
+    from billing.notifications import send_low_balance_alerts as send
+
+    return send()

@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from billing.campaigns import RedeemError, redeem_code
-from billing.checkout import TopUpError, is_verified, quote_topup, start_checkout
+from billing.checkout import TopUpError, get_buyer, is_verified, quote_topup, start_checkout
 from billing.invoices import format_eur, render_invoice_pdf
 from billing.models import Invoice, StripeEventStatus
 from billing.money import format_credits
@@ -36,7 +36,11 @@ def _limits() -> dict[str, object]:
 @login_required
 def topup(request: HttpRequest) -> HttpResponse:
     """GET: the amount form. POST: the all-in quote to confirm before paying."""
-    context: dict[str, object] = {**_limits(), "verified": is_verified(request.user)}
+    context: dict[str, object] = {
+        **_limits(),
+        "verified": is_verified(request.user),
+        "needs_details": not get_buyer(request.user)["country"],
+    }
     if request.method == "POST":
         amount = request.POST.get("amount", "")
         context["amount"] = amount

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from console import keys, views
+from console import keys, settings, views
 
 app_name = "console"
 
@@ -9,6 +9,8 @@ urlpatterns = [
     path("dashboard/transactions/<str:generation_id>", views.transaction, name="transaction"),
     path("dashboard/export.csv", views.export_csv, name="export"),
     path("dashboard/credits", views.credits_page, name="credits"),
+    path("dashboard/settings", settings.settings_page, name="settings"),
+    path("dashboard/settings/audit", settings.audit_page, name="audit"),
     path("dashboard/keys", keys.key_list, name="keys"),
     path("dashboard/keys/<int:key_id>", keys.key_edit, name="key-edit"),
     path("dashboard/keys/<int:key_id>/toggle", keys.key_toggle, name="key-toggle"),

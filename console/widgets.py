@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from accounts.models import Preferences
 from billing.models import DailyUsage, Generation, Wallet
 from billing.usage import day_bounds
 from catalog.snapshot import CatalogSnapshot
@@ -162,8 +163,12 @@ def eco_widget(account_id: int, filters: Filters, snapshot: CatalogSnapshot) -> 
     tokens = sums["prompt_sum"] + sums["completion_sum"]
     energy, carbon = float(sums["energy_sum"]), float(sums["carbon_sum"])
     per_1k = carbon * 1000 / tokens if tokens and carbon else None
-    # Until accounts can choose their own baseline, the operator's default, named on the widget.
-    baseline_id, chosen_by = settings.LOWROUTER_ECO_BASELINE_MODEL, "operator default"
+    chosen = Preferences.of(account_id).eco_baseline_model
+    baseline_id, chosen_by = (
+        (chosen, "your choice")
+        if chosen
+        else (settings.LOWROUTER_ECO_BASELINE_MODEL, "operator default")
+    )
     common = {
         "energy_wh": energy,
         "carbon_g": carbon,

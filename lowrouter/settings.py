@@ -143,6 +143,8 @@ CELERY_BEAT_SCHEDULE = {
     "release-orphaned-holds": {"task": "billing.release_orphaned_holds", "schedule": 300.0},
     # Refunds Stripe gave no clear answer to, resent within their idempotency key's lifetime.
     "retry-pending-refunds": {"task": "billing.retry_pending_refunds", "schedule": 300.0},
+    # Balances that fell below their owner's alert threshold: one email per crossing.
+    "send-low-balance-alerts": {"task": "billing.send_low_balance_alerts", "schedule": 300.0},
 }
 
 # --- Auth -----------------------------------------------------------------------------------
