@@ -1,6 +1,6 @@
 from django.urls import path
 
-from console import keys, settings, views
+from console import keys, routing, settings, views
 
 app_name = "console"
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("dashboard/credits", views.credits_page, name="credits"),
     path("dashboard/settings", settings.settings_page, name="settings"),
     path("dashboard/settings/audit", settings.audit_page, name="audit"),
+    path("dashboard/auto-routing", routing.auto_routing, name="auto-routing"),
     path("dashboard/keys", keys.key_list, name="keys"),
     path("dashboard/keys/<int:key_id>", keys.key_edit, name="key-edit"),
     path("dashboard/keys/<int:key_id>/toggle", keys.key_toggle, name="key-toggle"),

@@ -343,7 +343,9 @@ def _preferences(req: ChatRequest, layers: _Layers) -> Preferences:
     if plc is None:
         plc = layers.key.prefer_low_carbon or layers.account.prefer_low_carbon
     return Preferences(
-        cheap=req.model == AUTO_CHEAP or r.sort == "price",
+        cheap=req.model == AUTO_CHEAP
+        or r.sort == "price"
+        or (not r.sort and not r.order and layers.account.prefer_cheapest),
         smallest=req.model == AUTO,
         fast=r.sort == "latency",
         prefer_low_carbon=plc,
@@ -436,6 +438,7 @@ def _account_trace(policy: AccountPolicy) -> dict | None:
         "fixed_provider": policy.fixed_provider or None,
         "provider_allowlist": list(policy.provider_allowlist) or None,
         "provider_denylist": list(policy.provider_denylist) or None,
+        "prefer_cheapest": policy.prefer_cheapest,
     }
 
 
