@@ -69,7 +69,6 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "lowrouter.urls"
-WSGI_APPLICATION = "lowrouter.wsgi.application"
 ASGI_APPLICATION = "lowrouter.asgi.application"
 
 TEMPLATES = [

@@ -4,10 +4,11 @@ Django's ASGI handler gives every request its own thread-sensitive context: a fr
 thread is started and joined per request for the request signals and ``response.close()``, and
 the whole middleware chain runs, none of which this endpoint needs (no session, cookie, CSRF,
 user or template). Measured on the target machine that machinery cost more CPU than the
-gateway's own work, so ``POST /api/v1/chat/completions`` is answered here: read the body,
-call ``routing.gateway.chat_completion`` (the same function the Django view calls), and write
-its response. ``POST /api/v1/anthropic/v1/messages`` (``routing.anthropic_inbound``) is served
-the same way. Every other request, including other methods on these paths, goes to Django.
+gateway's own work, so ``POST /api/v1/chat/completions`` is answered here: read the body, call
+``routing.gateway.chat_completion``, and write its response. ``POST /api/v1/anthropic/v1/messages``
+(``routing.anthropic_inbound``) is served the same way. This is the gateway's only entry: every
+other request, including other methods on these paths (a 405 from the Django views), goes to
+Django.
 """
 
 import asyncio

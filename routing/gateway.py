@@ -41,7 +41,8 @@ from routing import anthropic_adapter, eco_bridge, health, upstream
 from routing.errors import ApiError
 from routing.replies import LastChunk, Reply
 from routing.router import RoutePlan, aroute_request, route_request
-from routing.upstream import UpstreamFailure
+from routing.trace import AttemptOutcome
+from routing.upstream import FailureKind, UpstreamFailure
 from routing.validation import ChatRequest, parse_chat_request, upstream_payload
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def _settlement(
         stream=call.req.stream,
         latency_ms=latency_ms,
         error_code=error_code,
-        routing_trace=call.plan.trace,
+        routing_trace=call.plan.trace.to_dict(),
     )
     if offering is not None:
         prices = _prices(model, offering)
@@ -211,20 +212,10 @@ async def _settle(call: Call, settlement: Settlement) -> int | None:
         return None
 
 
-def _attempt_record(o: OfferingView, outcome: str, started: float, **extra: object) -> dict:
-    return {
-        "provider": o.provider_id,
-        "region": o.region,
-        "outcome": outcome,
-        "latency_ms": int((time.monotonic() - started) * 1000),
-        **extra,
-    }
-
-
 def _upstream_error(failure: UpstreamFailure) -> ApiError:
-    if failure.kind == "timeout":
+    if failure.kind == FailureKind.TIMEOUT:
         return ApiError(504, "upstream_timeout", "The upstream provider timed out.")
-    if failure.kind == "rate_limited":
+    if failure.kind == FailureKind.RATE_LIMITED:
         headers = {"Retry-After": str(int(failure.retry_after))} if failure.retry_after else {}
         return ApiError(
             503,
@@ -232,7 +223,7 @@ def _upstream_error(failure: UpstreamFailure) -> ApiError:
             "Every candidate upstream is rate limiting requests; retry later.",
             headers=headers,
         )
-    if failure.kind == "http_error" and failure.status and failure.status < 500:
+    if failure.kind == FailureKind.HTTP_ERROR and failure.status and failure.status < 500:
         err = failure.error or {}
         return ApiError(
             failure.status,
@@ -369,17 +360,15 @@ async def _complete(call: Call) -> Reply:
                 data = anthropic_adapter.from_messages_response(data, model=call.plan.model.id)
         except UpstreamFailure as exc:
             failure = exc
-            trace["attempts"].append(
-                _attempt_record(
-                    offering, exc.kind, started, status=exc.status, retry_after=exc.retry_after
-                )
+            trace.add_attempt(
+                *slot, exc.kind, started, status=exc.status, retry_after=exc.retry_after
             )
             # Shared with every process before we move on: the next request skips this slot.
             await health.anote_failure(
                 slot, kind=exc.kind, status=exc.status, retry_after=exc.retry_after
             )
             # A body cut before it was read has not reached the client either: fail over.
-            if exc.retryable or exc.kind == "cut":
+            if exc.retryable or exc.kind == FailureKind.CUT:
                 continue
             # A 4xx caused by the request: returned as is; billed only if it consumed tokens.
             usage = Usage.from_openai(exc.usage)
@@ -393,7 +382,7 @@ async def _complete(call: Call) -> Reply:
             )
             balance = await _settle(call, settlement)
             return _upstream_error(exc).reply(_common_headers(call, balance))
-        trace["attempts"].append(_attempt_record(offering, "ok", started))
+        trace.add_attempt(*slot, AttemptOutcome.OK, started)
         health.note_success(slot, first_byte_ms)
         usage = Usage.from_openai(data.get("usage"))
         settlement = _settlement(
@@ -468,15 +457,19 @@ async def _stream(call: Call) -> Reply:
             first = await anext(events)
             first_chunk = jsonio.loads(first.data)
             if not isinstance(first_chunk, dict) or "error" in first_chunk:
-                raise UpstreamFailure("malformed", "The upstream stream began with an error.")
+                raise UpstreamFailure(
+                    FailureKind.MALFORMED, "The upstream stream began with an error."
+                )
         except StopAsyncIteration:
-            failure = UpstreamFailure("cut", "The upstream stream ended before any data.")
+            failure = UpstreamFailure(FailureKind.CUT, "The upstream stream ended before any data.")
         except ValueError:
-            failure = UpstreamFailure("malformed", "The upstream stream began with invalid JSON.")
+            failure = UpstreamFailure(
+                FailureKind.MALFORMED, "The upstream stream began with invalid JSON."
+            )
         except UpstreamFailure as exc:
             failure = exc
         else:
-            trace["attempts"].append(_attempt_record(offering, "ok", started))
+            trace.add_attempt(*slot, AttemptOutcome.OK, started)
             health.note_success(slot, first_byte_ms)
             headers = {
                 "Content-Type": "text/event-stream",
@@ -488,19 +481,13 @@ async def _stream(call: Call) -> Reply:
             return Reply(200, headers, stream=_relay(call, offering, resp, events, first_chunk))
         if resp is not None:
             resp.close()
-        trace["attempts"].append(
-            _attempt_record(
-                offering,
-                failure.kind,
-                started,
-                status=failure.status,
-                retry_after=failure.retry_after,
-            )
+        trace.add_attempt(
+            *slot, failure.kind, started, status=failure.status, retry_after=failure.retry_after
         )
         await health.anote_failure(
             slot, kind=failure.kind, status=failure.status, retry_after=failure.retry_after
         )
-        if not failure.retryable and failure.kind != "cut":
+        if not failure.retryable and failure.kind != FailureKind.CUT:
             settlement = _settlement(
                 call,
                 status=GenerationStatus.CLIENT_ERROR,
@@ -542,7 +529,7 @@ async def _relay(
             if chunk is not None:
                 if "error" in chunk:
                     raise UpstreamFailure(
-                        "http_error", "The upstream reported an error mid-stream."
+                        FailureKind.HTTP_ERROR, "The upstream reported an error mid-stream."
                     )
                 if isinstance(chunk.get("usage"), dict):
                     usage = Usage.from_openai(chunk["usage"]) or usage
@@ -565,11 +552,15 @@ async def _relay(
             try:
                 chunk = jsonio.loads(event.data)
             except ValueError:
-                raise UpstreamFailure("malformed", "The upstream sent a malformed chunk.") from None
+                raise UpstreamFailure(
+                    FailureKind.MALFORMED, "The upstream sent a malformed chunk."
+                ) from None
             if not isinstance(chunk, dict):
-                raise UpstreamFailure("malformed", "The upstream sent an unexpected chunk.")
+                raise UpstreamFailure(
+                    FailureKind.MALFORMED, "The upstream sent an unexpected chunk."
+                )
         if not finished:
-            raise UpstreamFailure("cut", "The upstream stream ended without finishing.")
+            raise UpstreamFailure(FailureKind.CUT, "The upstream stream ended without finishing.")
         interrupted = False
     except UpstreamFailure as exc:
         interrupted = False
@@ -581,7 +572,7 @@ async def _relay(
         if interrupted:
             # The client went away (task cancelled or generator closed). Settle what is known;
             # awaiting here is allowed while an async generator is being closed.
-            call.plan.trace["attempts"][-1]["outcome"] = "client_disconnected"
+            call.plan.trace.end_last_attempt(AttemptOutcome.CLIENT_DISCONNECTED)
             await _settle(
                 call,
                 _settlement(
@@ -598,7 +589,7 @@ async def _relay(
         # After the first byte there is no failover: end the stream with an explicit error
         # event (no [DONE]) and bill only usage the upstream actually reported. The slot is
         # still marked, so the next request avoids it.
-        call.plan.trace["attempts"][-1]["outcome"] = f"failed_mid_stream:{failure.kind}"
+        call.plan.trace.end_last_attempt(AttemptOutcome.FAILED_MID_STREAM, failure=failure.kind)
         await health.anote_failure(
             (offering.provider_id, offering.region),
             kind=failure.kind,

@@ -26,6 +26,7 @@ from django.conf import settings
 
 from lowrouter.asyncdb import STALE_GRACE_S
 from lowrouter.cache import shared_cache as cache
+from routing.upstream import FailureKind
 
 Slot = tuple[str, str]  # (provider id, region)
 
@@ -270,14 +271,16 @@ def reset_health() -> None:
 
 
 async def anote_failure(
-    slot: Slot, *, kind: str, status: int | None, retry_after: float | None
+    slot: Slot, *, kind: FailureKind, status: int | None, retry_after: float | None
 ) -> None:
     """Record a failed attempt in the shared state: 5xx, connection errors, timeouts and broken
     or malformed responses mark the slot with the decaying penalty; a 429 skips it until its
     Retry-After (1 s without one); a 4xx caused by the request says nothing about the slot."""
-    if kind == "rate_limited":
-        await amark_failure(slot, reason="rate_limited", retry_after=retry_after or 1.0)
-    elif kind == "http_error" and (status is None or status < 500):
+    if kind == FailureKind.RATE_LIMITED:
+        await amark_failure(slot, reason=kind, retry_after=retry_after or 1.0)
+    elif kind == FailureKind.HTTP_ERROR and (status is None or status < 500):
         return
     else:
-        await amark_failure(slot, reason=kind if kind != "http_error" else f"http_{status}")
+        await amark_failure(
+            slot, reason=kind if kind != FailureKind.HTTP_ERROR else f"http_{status}"
+        )

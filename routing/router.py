@@ -12,7 +12,7 @@ copy (both refreshed like the snapshot). Nothing queries the database per reques
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -26,6 +26,7 @@ from routing.errors import ApiError
 from routing.health import Slot, SlotHealth, SlotState
 from routing.policies import NO_POLICY, AccountPolicy, get_policy
 from routing.scoring import Candidate, Preferences, fill_carbon, rank_candidates, score_candidates
+from routing.trace import RoutingTrace
 from routing.validation import ChatRequest
 
 AUTO = "lowrouter/auto"
@@ -47,7 +48,7 @@ _UNAVAILABLE_MESSAGES = {
 class RoutePlan:
     model: ModelView
     candidates: list[OfferingView]
-    trace: dict = field(default_factory=dict)
+    trace: RoutingTrace
     # False when a region pin or fallback:false keeps failover inside the first region.
     other_regions_allowed: bool = False
 
@@ -397,22 +398,21 @@ def plan_route(
     same_model = [c for c in ranked if c.model.id == winner.model.id]
     fallback = layers.request.fallback
     other_regions = fallback is not False and not layers.region
-    trace = {
-        "requested_model": req.model,
-        "resolved_model": winner.model.id,
-        "constraints": {
+    trace = RoutingTrace(
+        requested_model=req.model,
+        resolved_model=winner.model.id,
+        constraints={
             "request": layers.request.as_trace(),
             "key": {"region": key.region or None, "models": list(key.models) or None},
             "account": _account_trace(layers.account),
         },
-        "candidates": [c.as_trace() for c in ranked],
-        "removed": removed,
-        "attempts": [],
-        "winner_reason": reason,
-        "tied": [f"{c.model.id}@{c.offering.provider_id}/{c.offering.region}" for c in tied]
+        candidates=[c.as_trace() for c in ranked],
+        removed=removed,
+        winner_reason=reason,
+        tied=[f"{c.model.id}@{c.offering.provider_id}/{c.offering.region}" for c in tied]
         if len(tied) > 1
         else [],
-        "failover": {
+        failover={
             "other_regions": other_regions,
             "why": "allowed"
             if other_regions
@@ -420,7 +420,7 @@ def plan_route(
                 "fallback_false" if fallback is False else f"pinned_by:{layers.region_pinned_by}"
             ),
         },
-    }
+    )
     return RoutePlan(
         model=winner.model,
         candidates=[c.offering for c in same_model],

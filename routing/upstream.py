@@ -7,6 +7,7 @@ aiohttp had replaced httpx (3-10x cheaper, and held 64 concurrent streams, encod
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import StrEnum
 
 from django.conf import settings
 
@@ -23,6 +24,27 @@ async def close_sessions() -> None:
     await http_client.close_pools()
 
 
+class FailureKind(StrEnum):
+    """How an upstream attempt failed (recorded in the routing trace and the slot's health)."""
+
+    HTTP_ERROR = "http_error"  # an error status; retryable when 5xx
+    RATE_LIMITED = "rate_limited"  # 429
+    CONNECT_ERROR = "connect_error"
+    TIMEOUT = "timeout"
+    MALFORMED = "malformed"  # not valid HTTP, JSON or SSE
+    CUT = "cut"  # the connection broke, or a stream ended unfinished
+
+
+_RETRYABLE = frozenset(
+    {
+        FailureKind.RATE_LIMITED,
+        FailureKind.CONNECT_ERROR,
+        FailureKind.TIMEOUT,
+        FailureKind.MALFORMED,
+    }
+)
+
+
 class UpstreamFailure(Exception):
     """An attempt that did not produce a usable response.
 
@@ -32,7 +54,7 @@ class UpstreamFailure(Exception):
 
     def __init__(
         self,
-        kind: str,
+        kind: FailureKind,
         message: str,
         *,
         status: int | None = None,
@@ -41,7 +63,7 @@ class UpstreamFailure(Exception):
         usage: dict | None = None,
     ) -> None:
         super().__init__(message)
-        self.kind = kind  # http_error | rate_limited | connect_error | timeout | malformed | cut
+        self.kind = kind
         self.message = message
         self.status = status
         self.retry_after = retry_after
@@ -50,9 +72,9 @@ class UpstreamFailure(Exception):
 
     @property
     def retryable(self) -> bool:
-        if self.kind == "http_error":
+        if self.kind == FailureKind.HTTP_ERROR:
             return self.status is not None and self.status >= 500
-        return self.kind in {"rate_limited", "connect_error", "timeout", "malformed"}
+        return self.kind in _RETRYABLE
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -75,14 +97,14 @@ async def _failure_from_response(resp: Response) -> UpstreamFailure:
     detail = error.get("message") if isinstance(error, dict) else None
     if resp.status == 429:
         return UpstreamFailure(
-            "rate_limited",
+            FailureKind.RATE_LIMITED,
             "The upstream provider is rate limiting requests.",
             status=429,
             retry_after=_retry_after(resp.header("Retry-After")),
             error=error if isinstance(error, dict) else None,
         )
     return UpstreamFailure(
-        "http_error",
+        FailureKind.HTTP_ERROR,
         str(detail or f"The upstream provider answered HTTP {resp.status}."),
         status=resp.status,
         error=error if isinstance(error, dict) else None,
@@ -116,11 +138,15 @@ async def post_json(offering: OfferingView, path: str, payload: dict) -> Respons
             idle_timeout=settings.LOWROUTER_UPSTREAM_IDLE_TIMEOUT,
         )
     except TimeoutError as exc:
-        raise UpstreamFailure("timeout", "The upstream provider did not answer in time.") from exc
+        raise UpstreamFailure(
+            FailureKind.TIMEOUT, "The upstream provider did not answer in time."
+        ) from exc
     except http_client.MalformedResponse as exc:
-        raise UpstreamFailure("malformed", _MALFORMED_HTTP) from exc
+        raise UpstreamFailure(FailureKind.MALFORMED, _MALFORMED_HTTP) from exc
     except http_client.ClientError as exc:
-        raise UpstreamFailure("connect_error", "Could not reach the upstream provider.") from exc
+        raise UpstreamFailure(
+            FailureKind.CONNECT_ERROR, "Could not reach the upstream provider."
+        ) from exc
     if resp.status >= 400:
         try:
             failure = await _failure_from_response(resp)
@@ -132,7 +158,7 @@ async def post_json(offering: OfferingView, path: str, payload: dict) -> Respons
     if resp.status >= 300:
         resp.close()
         raise UpstreamFailure(
-            "malformed",
+            FailureKind.MALFORMED,
             f"The upstream provider answered HTTP {resp.status} (redirects are not followed).",
             status=resp.status,
         )
@@ -143,19 +169,27 @@ async def read_json(resp: Response) -> dict:
     try:
         body = await resp.read()
     except TimeoutError as exc:
-        raise UpstreamFailure("timeout", "The upstream provider stopped responding.") from exc
+        raise UpstreamFailure(
+            FailureKind.TIMEOUT, "The upstream provider stopped responding."
+        ) from exc
     except http_client.MalformedResponse as exc:
-        raise UpstreamFailure("malformed", _MALFORMED_HTTP) from exc
+        raise UpstreamFailure(FailureKind.MALFORMED, _MALFORMED_HTTP) from exc
     except http_client.ClientError as exc:
-        raise UpstreamFailure("cut", "The upstream connection broke mid-response.") from exc
+        raise UpstreamFailure(
+            FailureKind.CUT, "The upstream connection broke mid-response."
+        ) from exc
     finally:
         resp.release()
     try:
         data = jsonio.loads(body)
     except ValueError as exc:
-        raise UpstreamFailure("malformed", "The upstream provider sent invalid JSON.") from exc
+        raise UpstreamFailure(
+            FailureKind.MALFORMED, "The upstream provider sent invalid JSON."
+        ) from exc
     if not isinstance(data, dict):
-        raise UpstreamFailure("malformed", "The upstream provider sent an unexpected body.")
+        raise UpstreamFailure(
+            FailureKind.MALFORMED, "The upstream provider sent an unexpected body."
+        )
     return data
 
 
@@ -190,8 +224,8 @@ async def iter_sse(resp: Response) -> AsyncIterator[SseEvent]:
         if data:
             yield SseEvent("\n".join(data))
     except TimeoutError as exc:
-        raise UpstreamFailure("timeout", "The upstream stream stalled.") from exc
+        raise UpstreamFailure(FailureKind.TIMEOUT, "The upstream stream stalled.") from exc
     except http_client.MalformedResponse as exc:
-        raise UpstreamFailure("malformed", _MALFORMED_HTTP) from exc
+        raise UpstreamFailure(FailureKind.MALFORMED, _MALFORMED_HTTP) from exc
     except http_client.ClientError as exc:
-        raise UpstreamFailure("cut", "The upstream stream was cut mid-way.") from exc
+        raise UpstreamFailure(FailureKind.CUT, "The upstream stream was cut mid-way.") from exc

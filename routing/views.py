@@ -4,8 +4,6 @@ HTTP to the gateway functions."""
 import functools
 from collections.abc import Callable
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from billing.models import Generation
@@ -17,7 +15,6 @@ from catalog.snapshot import get_snapshot
 from keys.auth import AuthError, KeyContext, authenticate
 from routing import anthropic_inbound, gateway
 from routing.errors import ApiError
-from routing.validation import body_too_large
 
 
 def _method_not_allowed(allowed: str) -> HttpResponse:
@@ -26,48 +23,18 @@ def _method_not_allowed(allowed: str) -> HttpResponse:
     ).response({"Allow": allowed})
 
 
-async def chat_completions(request: HttpRequest) -> HttpResponse:
-    """Other methods get a 405 here. POST is answered ahead of Django by
-    ``routing.asgi_endpoint``; this branch only serves a deployment without that wrapper."""
-    if request.method != "POST":
-        return _method_not_allowed("POST")
-    request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
-    try:
-        raw = request.body  # Django enforces DATA_UPLOAD_MAX_MEMORY_SIZE = the same limit
-    except RequestDataTooBig:
-        limit = settings.LOWROUTER_MAX_BODY_BYTES
-        return body_too_large(limit).response({"X-Request-ID": request_id})
-    reply = await gateway.chat_completion(
-        authorization=request.headers.get("Authorization"),
-        raw_body=raw,
-        request_id=request_id,
-        region_header=request.headers.get("X-LowRouter-Region"),
-    )
-    return reply.as_django()
+def chat_completions(request: HttpRequest) -> HttpResponse:
+    """POST is answered ahead of Django by ``routing.asgi_endpoint`` (the only way the product
+    is served); what reaches Django on this path is another method."""
+    return _method_not_allowed("POST")
 
 
-async def anthropic_messages(request: HttpRequest) -> HttpResponse:
-    """``chat_completions`` for Anthropic's Messages format; errors in Messages' shape."""
+def anthropic_messages(request: HttpRequest) -> HttpResponse:
+    """``chat_completions`` for Anthropic's Messages path: the 405 in Messages' shape."""
     request_id = gateway.request_id_from(request.headers.get("X-Request-ID"))
-    ids = {"X-Request-ID": request_id}
-    if request.method != "POST":
-        refused = ApiError(405, "method_not_allowed", "Use POST on this endpoint.")
-        return anthropic_inbound.error_reply(refused, {**ids, "Allow": "POST"}).as_django()
-    try:
-        raw = request.body
-    except RequestDataTooBig:
-        too_large = body_too_large(settings.LOWROUTER_MAX_BODY_BYTES)
-        return anthropic_inbound.error_reply(too_large, ids).as_django()
-    reply = await anthropic_inbound.create_message(
-        gateway.chat_completion,
-        authorization=anthropic_inbound.authorization_from(
-            request.headers.get("Authorization"), request.headers.get("x-api-key")
-        ),
-        raw_body=raw,
-        request_id=request_id,
-        region_header=request.headers.get("X-LowRouter-Region"),
-    )
-    return reply.as_django()
+    refused = ApiError(405, "method_not_allowed", "Use POST on this endpoint.")
+    headers = {"X-Request-ID": request_id, "Allow": "POST"}
+    return anthropic_inbound.error_reply(refused, headers).as_django()
 
 
 def _key_from(request: HttpRequest, *, required: bool) -> KeyContext | None:
@@ -80,10 +47,11 @@ def _key_from(request: HttpRequest, *, required: bool) -> KeyContext | None:
         raise ApiError(401, exc.code, exc.message) from exc
 
 
-def read_endpoint(*, key: str) -> Callable:
-    """A GET/HEAD API view: checks the method, authenticates (``key`` is "required" or
-    "optional"), and turns the view's dict into JSON, or its ApiError into the error shape;
-    authenticated answers carry X-Credit-Balance. HEAD runs the same code and costs nothing."""
+def read_endpoint(*, key_required: bool) -> Callable:
+    """A GET/HEAD API view: checks the method, authenticates (a caller without a key is refused
+    when ``key_required``, else served as anonymous), and turns the view's dict into JSON, or
+    its ApiError into the error shape; authenticated answers carry X-Credit-Balance. HEAD runs
+    the same code and costs nothing."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -92,7 +60,7 @@ def read_endpoint(*, key: str) -> Callable:
                 return _method_not_allowed("GET, HEAD")
             caller = None
             try:
-                caller = _key_from(request, required=key == "required")
+                caller = _key_from(request, required=key_required)
                 data = view(request, caller, **kwargs)
             except ApiError as err:
                 resp = err.response()
@@ -107,7 +75,7 @@ def read_endpoint(*, key: str) -> Callable:
     return decorate
 
 
-@read_endpoint(key="optional")
+@read_endpoint(key_required=False)
 def list_models(request: HttpRequest, key: KeyContext | None) -> dict:
     snapshot = get_snapshot()
     visible = [m for m in snapshot.models.values() if key is None or key.allows_model(m.id)]
@@ -119,7 +87,7 @@ def list_models(request: HttpRequest, key: KeyContext | None) -> dict:
     return {"object": "list", "data": [model_to_api(m, snapshot.eco) for m in chosen]}
 
 
-@read_endpoint(key="optional")
+@read_endpoint(key_required=False)
 def retrieve_model(request: HttpRequest, key: KeyContext | None, model_id: str) -> dict:
     snapshot = get_snapshot()
     model = snapshot.model(model_id)
@@ -181,13 +149,13 @@ def _own_generation(key: KeyContext, generation_id: str) -> Generation:
     return gen
 
 
-@read_endpoint(key="required")
+@read_endpoint(key_required=True)
 def generation_detail(request: HttpRequest, key: KeyContext, generation_id: str) -> dict:
     """The usage record of one of the caller's generations (404 for anyone else's)."""
     return generation_to_api(_own_generation(key, generation_id))
 
 
-@read_endpoint(key="required")
+@read_endpoint(key_required=True)
 def generation_metrics(request: HttpRequest, key: KeyContext, generation_id: str) -> dict:
     """The eco record of one of the caller's generations."""
     gen = _own_generation(key, generation_id)
@@ -201,13 +169,13 @@ def generation_metrics(request: HttpRequest, key: KeyContext, generation_id: str
     }
 
 
-@read_endpoint(key="required")
+@read_endpoint(key_required=True)
 def credits(request: HttpRequest, key: KeyContext) -> dict:
     """Balance and spend this month, for scripts that watch spend."""
     return account_credits(key.account_id)
 
 
-@read_endpoint(key="required")
+@read_endpoint(key_required=True)
 def key_status(request: HttpRequest, key: KeyContext) -> dict:
     """The calling key's limits, spend today and this month, what remains, and expiry."""
     return key_spend_status(key)

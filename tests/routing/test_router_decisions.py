@@ -125,21 +125,21 @@ def test_request_region_pin_removes_other_regions_and_forbids_failover_there():
     plan = plan_route(snap(TWO_REGIONS), request(route={"region": "eu-west"}), key())
     assert slots(plan) == [("alpha", "eu-west"), ("beta", "eu-west")]
     assert plan.other_regions_allowed is False
-    removed = plan.trace["removed"]
+    removed = plan.trace.removed
     assert {
         "model": "m/one",
         "provider": "gamma",
         "region": "us-east",
         "why": "route.region",
     } in removed
-    assert plan.trace["failover"] == {"other_regions": False, "why": "pinned_by:route.region"}
+    assert plan.trace.failover == {"other_regions": False, "why": "pinned_by:route.region"}
 
 
 def test_region_header_is_honoured_like_route_region():
     plan = plan_route(snap(TWO_REGIONS), request(), key(), region_header="us-east")
     assert slots(plan) == [("gamma", "us-east")]
-    assert plan.trace["winner_reason"] == "pinned"
-    assert plan.trace["constraints"]["request"]["region_source"] == "X-LowRouter-Region"
+    assert plan.trace.winner_reason == "pinned"
+    assert plan.trace.constraints["request"]["region_source"] == "X-LowRouter-Region"
 
 
 def test_header_and_route_region_that_disagree_are_a_400_naming_both():
@@ -171,7 +171,7 @@ def test_key_region_pin_with_no_provider_there_fails_closed_with_503():
 def test_key_region_pin_narrows_an_unpinned_request():
     plan = plan_route(snap(TWO_REGIONS), request(), key(region="us-east"))
     assert slots(plan) == [("gamma", "us-east")]
-    assert plan.trace["failover"]["why"] == "pinned_by:key.region"
+    assert plan.trace.failover["why"] == "pinned_by:key.region"
 
 
 def test_key_model_allowlist_applies_to_explicit_and_fallback_models():
@@ -193,7 +193,7 @@ def test_account_denylist_and_allowlist_remove_providers():
     )
     plan = plan_route(snap(TWO_REGIONS), request(), key(), policy=policy)
     assert slots(plan) == [("alpha", "eu-west")]
-    whys = {r["provider"]: r["why"] for r in plan.trace["removed"]}
+    whys = {r["provider"]: r["why"] for r in plan.trace.removed}
     assert whys == {"beta": "account.provider_allowlist", "gamma": "account.provider_denylist"}
 
 
@@ -205,7 +205,7 @@ def test_account_fixed_provider_is_a_hard_limit():
         policy=AccountPolicy(account_id=1, fixed_provider="beta"),
     )
     assert slots(plan) == [("beta", "eu-west")]
-    assert plan.trace["winner_reason"] == "pinned"
+    assert plan.trace.winner_reason == "pinned"
 
 
 def test_request_provider_that_the_account_forbids_is_a_400():
@@ -221,7 +221,7 @@ def test_account_preferred_region_only_weighs_and_allows_other_regions():
     plan = plan_route(snap(TWO_REGIONS), request(), key(), policy=policy)
     # gamma is cheapest, but the account prefers eu-west; failover may still leave it.
     assert slots(plan)[0] == ("alpha", "eu-west")
-    gamma = next(c for c in plan.trace["candidates"] if c["provider"] == "gamma")
+    gamma = next(c for c in plan.trace.candidates if c["provider"] == "gamma")
     assert gamma["terms"]["preferred_region"] > 0
     assert plan.other_regions_allowed is True
 
@@ -277,7 +277,7 @@ def test_openrouter_only_and_ignore_narrow_the_providers():
 def test_openrouter_order_is_a_strong_preference_and_without_fallbacks_a_limit():
     plan = plan_route(snap(TWO_REGIONS), request(provider={"order": ["beta", "alpha"]}), key())
     assert slots(plan)[0] == ("beta", "eu-west")
-    assert plan.trace["winner_reason"] == "provider_order"
+    assert plan.trace.winner_reason == "provider_order"
     plan = plan_route(
         snap(TWO_REGIONS), request(provider={"order": ["beta"], "allow_fallbacks": False}), key()
     )
@@ -306,14 +306,14 @@ def test_openrouter_sort_by_latency_prefers_the_fastest_slot():
         snap(TWO_REGIONS), request(provider={"sort": "latency"}), key(), health=health
     )
     assert slots(plan)[0] == ("beta", "eu-west")
-    assert plan.trace["winner_reason"] == "fastest"
+    assert plan.trace.winner_reason == "fastest"
 
 
 def test_models_list_falls_back_to_the_next_model_when_the_first_cannot_be_served():
     down = model("m/down", [("alpha", "eu-west", "1", {"reason": "provider_disabled"})])
     plan = plan_route(snap(TWO_REGIONS, down), request("m/down", models=["m/down", "m/one"]), key())
     assert plan.model.id == "m/one"
-    assert plan.trace["resolved_model"] == "m/one"
+    assert plan.trace.resolved_model == "m/one"
 
 
 # --- Availability: soft-disable, health, capability ------------------------------------------
@@ -343,7 +343,7 @@ def test_unavailable_slots_are_skipped_and_all_unhealthy_is_a_503_with_retry_aft
         "provider": "alpha",
         "region": "eu-west",
         "why": "unhealthy:http_500",
-    } in plan.trace["removed"]
+    } in plan.trace.removed
     health[("beta", "eu-west")] = down
     err = error_of(
         plan_route, snap(TWO_REGIONS), request(route={"region": "eu-west"}), key(), health=health
@@ -357,7 +357,7 @@ def test_a_recently_failed_slot_scores_below_an_equal_healthy_one():
     degraded = SlotHealth(SlotState.DEGRADED, 0, 2, "timeout", 0.6, None)
     plan = plan_route(snap(m), request(), key(), health={("alpha", "eu-west"): degraded})
     assert slots(plan)[0] == ("beta", "eu-west")
-    assert plan.trace["winner_reason"] == "healthiest"
+    assert plan.trace.winner_reason == "healthiest"
 
 
 def test_auto_with_a_need_no_model_meets_is_503_capability_not_served():
@@ -386,7 +386,7 @@ VISION = model("m/vision", [("alpha", "eu-west", "5")], params="12", caps=ALL_CA
 def test_auto_picks_the_smallest_capable_model():
     plan = plan_route(snap(SMALL, LARGE_CHEAP, VISION), request("lowrouter/auto"), key())
     assert plan.model.id == "m/small"
-    assert plan.trace["winner_reason"] == "smallest_model"
+    assert plan.trace.winner_reason == "smallest_model"
 
 
 def test_auto_with_an_image_picks_the_smallest_vision_model():
@@ -400,7 +400,7 @@ def test_auto_with_an_image_picks_the_smallest_vision_model():
 def test_auto_cheap_picks_the_cheapest_capable_model():
     plan = plan_route(snap(SMALL, LARGE_CHEAP, VISION), request("lowrouter/auto-cheap"), key())
     assert plan.model.id == "m/large"
-    assert plan.trace["winner_reason"] == "cheapest"
+    assert plan.trace.winner_reason == "cheapest"
 
 
 def test_auto_respects_the_keys_model_allowlist():
@@ -422,8 +422,8 @@ def test_ties_are_sticky_per_user():
     }
     assert len(picks) == 1
     plan = plan_route(snap(TIED), request("m/tied", user="user-42"), key())
-    assert plan.trace["winner_reason"] == "sticky"
-    assert len(plan.trace["tied"]) == 3
+    assert plan.trace.winner_reason == "sticky"
+    assert len(plan.trace.tied) == 3
     spread = {
         slots(plan_route(snap(TIED), request("m/tied", user=f"u{i}"), key()))[0] for i in range(30)
     }
@@ -435,7 +435,7 @@ def test_ties_without_a_user_are_broken_at_random():
     picks = [slots(plan_route(snap(TIED), request("m/tied"), key(), rng=rng))[0] for _ in range(30)]
     assert len(set(picks)) > 1
     assert (
-        plan_route(snap(TIED), request("m/tied"), key(), rng=rng).trace["winner_reason"]
+        plan_route(snap(TIED), request("m/tied"), key(), rng=rng).trace.winner_reason
         == "random_tie"
     )
 
@@ -454,10 +454,10 @@ def test_prefer_low_carbon_moves_traffic_to_the_cleaner_region(eco):
     assert slots(plain)[0] == ("alpha", "eu-central")
     green = plan_route(snap(m, eco=eco), request(route={"prefer_low_carbon": True}), key())
     assert slots(green)[0] == ("alpha", "eu-north")
-    assert green.trace["winner_reason"] == "lowest_carbon"
+    assert green.trace.winner_reason == "lowest_carbon"
     assert (
-        green.trace["candidates"][0]["carbon_g_per_1k_tokens"]
-        < green.trace["candidates"][1]["carbon_g_per_1k_tokens"]
+        green.trace.candidates[0]["carbon_g_per_1k_tokens"]
+        < green.trace.candidates[1]["carbon_g_per_1k_tokens"]
     )
     # The key's and the account's preference count too when the request says nothing.
     assert slots(plan_route(snap(m, eco=eco), request(), key(prefer_low_carbon=True)))[0] == (
@@ -476,7 +476,7 @@ def test_very_high_grid_regions_are_deprioritised_unless_pinned(eco):
     m = model("m/one", [("alpha", "india", "0.8"), ("beta", "eu-west", "1")])
     plan = plan_route(snap(m, eco=eco), request(), key())
     assert slots(plan)[0] == ("beta", "eu-west")
-    assert plan.trace["candidates"][1]["terms"]["high_grid"] > 0
+    assert plan.trace.candidates[1]["terms"]["high_grid"] > 0
     pinned = plan_route(snap(m, eco=eco), request(route={"region": "india"}), key())
     assert slots(pinned) == [("alpha", "india")]
 
@@ -484,7 +484,7 @@ def test_very_high_grid_regions_are_deprioritised_unless_pinned(eco):
 def test_without_an_eco_context_carbon_is_neutral():
     m = model("m/one", [("alpha", "india", "1"), ("beta", "eu-west", "1")])
     plan = plan_route(snap(m), request(user="same"), key())
-    assert plan.trace["winner_reason"] == "sticky"
+    assert plan.trace.winner_reason == "sticky"
 
 
 # --- No database query per request ----------------------------------------------------------------
