@@ -273,6 +273,10 @@ LOWROUTER_ECO_BASELINE_MODEL = env.str(
 # How long per-request records are kept (the daily aggregates are kept longer).
 LOWROUTER_RECORD_RETENTION_MONTHS = env.int("LOWROUTER_RECORD_RETENTION_MONTHS", default=13)
 
+# Invoices and the credit ledger are accounting records: kept this long whatever else is
+# deleted (10 years: the French Code de commerce, art. L123-22, for the seller's books).
+LOWROUTER_ACCOUNTING_RETENTION_YEARS = env.int("LOWROUTER_ACCOUNTING_RETENTION_YEARS", default=10)
+
 LOWROUTER_SELLER = {
     "legal_name": env.str("LOWROUTER_SELLER_NAME", default="Carbonifer SAS"),
     "address": env.str("LOWROUTER_SELLER_ADDRESS", default="Paris, France"),
