@@ -87,3 +87,27 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} on {self.target} by {self.actor_id}"
+
+
+class Preferences(models.Model):
+    """What a customer chose in the settings beyond billing: the eco baseline and emails."""
+
+    account = models.OneToOneField(User, on_delete=models.CASCADE, related_name="preferences")
+    # The model the dashboard's eco panel compares against; empty: the operator's default.
+    eco_baseline_model = models.CharField(max_length=200, blank=True)
+    # Email when the balance falls below this many credits (once per crossing); None: never.
+    low_balance_threshold = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    # Set when the alert was sent, cleared when the balance is back above the threshold.
+    low_balance_alerted = models.BooleanField(default=False)
+    monthly_summary = models.BooleanField(default=True)
+    invoice_emails = models.BooleanField(default=True)
+    price_notices = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return f"preferences of {self.account_id}"
+
+    @classmethod
+    def of(cls, account_id: int) -> "Preferences":
+        return cls.objects.get_or_create(account_id=account_id)[0]

@@ -296,14 +296,20 @@ class KeySpend(models.Model):
 
 
 class DailyUsage(models.Model):
-    """Per account, UTC day and model: the aggregates the dashboard charts, updated at settlement
-    in the same transaction as the generation record (reproducible from the records)."""
+    """Per account, UTC day, model, key, provider and region: the aggregates the console charts,
+    updated at settlement in the same statement as the generation record, so they always
+    reconcile with the records (``billing.usage.reconcile_daily_usage`` checks it)."""
 
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage"
     )
     day = models.DateField()
     model = models.CharField(max_length=200)
+    key = models.ForeignKey(
+        "keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider = models.CharField(max_length=64, blank=True, default="")
+    region = models.CharField(max_length=32, blank=True, default="")
     requests = models.PositiveIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
@@ -313,11 +319,18 @@ class DailyUsage(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["account", "day", "model"], name="dailyusage_unique")
+            models.UniqueConstraint(
+                fields=["account", "day", "model", "key", "provider", "region"],
+                name="dailyusage_unique_slice",
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.account_id} {self.day} {self.model}"
+        return f"{self.account_id} {self.day} {self.model} {self.provider}/{self.region}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 # --- Money in: top-ups, VAT, invoices, refunds, campaigns ---------------------------------

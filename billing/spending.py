@@ -426,9 +426,10 @@ def _move_key_spend(hold: HoldTicket, *, release: int, spend: int) -> None:
 def _add_daily_usage(gen: dict) -> None:
     """One upsert (PostgreSQL and SQLite share the ON CONFLICT syntax)."""
     execute(
-        f"INSERT INTO {table(DailyUsage)} (account_id, day, model, requests, prompt_tokens,"
-        " completion_tokens, cost_micros, energy_wh, carbon_g) VALUES (%s, %s, %s, 1, %s, %s, %s,"
-        " %s, %s) ON CONFLICT (account_id, day, model) DO UPDATE SET"
+        f"INSERT INTO {table(DailyUsage)} (account_id, day, model, key_id, provider, region,"
+        " requests, prompt_tokens, completion_tokens, cost_micros, energy_wh, carbon_g)"
+        " VALUES (%s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (account_id, day, model, key_id, provider, region) DO UPDATE SET"
         " requests = {t}.requests + 1,"
         " prompt_tokens = {t}.prompt_tokens + excluded.prompt_tokens,"
         " completion_tokens = {t}.completion_tokens + excluded.completion_tokens,"
@@ -439,6 +440,9 @@ def _add_daily_usage(gen: dict) -> None:
             gen["account_id"],
             connection.ops.adapt_datefield_value(gen["created_at"].date()),
             gen["resolved_model"] or gen["requested_model"],
+            gen["key_id"],
+            gen["provider"],
+            gen["region"],
             gen["prompt_tokens"],
             gen["completion_tokens"],
             gen["cost_micros"],

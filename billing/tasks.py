@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from billing import refunds, spending
+from billing import notifications, refunds, spending
 from billing.invoice_documents import email_invoice
 from billing.models import Invoice
 
@@ -22,3 +22,9 @@ def release_orphaned_holds() -> int:
 def retry_pending_refunds() -> int:
     """Send again the refunds Stripe gave no clear answer to (same idempotency key)."""
     return refunds.retry_pending_refunds()
+
+
+@shared_task(name="billing.send_low_balance_alerts")
+def send_low_balance_alerts() -> int:
+    """Email the accounts whose balance fell below their alert threshold (once per crossing)."""
+    return notifications.send_low_balance_alerts()

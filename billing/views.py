@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.http import AuthenticatedHttpRequest
 from billing.campaigns import RedeemError, redeem_code
-from billing.checkout import TopUpError, is_verified, quote_topup, start_checkout
+from billing.checkout import TopUpError, get_buyer, is_verified, quote_topup, start_checkout
 from billing.invoice_documents import render_invoice_pdf
 from billing.models import Invoice, StripeEventStatus
 from billing.money import format_credits, format_eur
@@ -40,7 +40,11 @@ def _limits() -> dict[str, object]:
 @login_required
 def topup(request: AuthenticatedHttpRequest) -> HttpResponse:
     """GET: the amount form. POST: the all-in quote to confirm before paying."""
-    context: dict[str, object] = {**_limits(), "verified": is_verified(request.user)}
+    context: dict[str, object] = {
+        **_limits(),
+        "verified": is_verified(request.user),
+        "needs_details": not get_buyer(request.user)["country"],
+    }
     if request.method == "POST":
         amount = request.POST.get("amount", "")
         context["amount"] = amount

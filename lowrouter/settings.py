@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "allauth",
     "allauth.account",
+    "django_countries",
     "eco",
     "catalog",
     "accounts",
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "routing",
     "docs_site",
     "devtools",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -145,6 +147,8 @@ CELERY_BEAT_SCHEDULE = {
     "release-orphaned-holds": {"task": "billing.release_orphaned_holds", "schedule": 300.0},
     # Refunds Stripe gave no clear answer to, resent within their idempotency key's lifetime.
     "retry-pending-refunds": {"task": "billing.retry_pending_refunds", "schedule": 300.0},
+    # Balances that fell below their owner's alert threshold: one email per crossing.
+    "send-low-balance-alerts": {"task": "billing.send_low_balance_alerts", "schedule": 300.0},
 }
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -153,19 +157,35 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
+# OWASP ASVS: at least 12 characters, no low maximum, common and breached-looking ones refused.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "accounts.passwords.PredictablePasswordValidator"},
 ]
 SITE_ID = 1
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
-ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+# Unverified accounts can sign in (and see why keys and top-ups wait for the verification).
+ACCOUNT_EMAIL_VERIFICATION = "optional"
+ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = 1
+ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": "10/m/ip,5/5m/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+    "confirm_email": "1/3m/key",
+    "resend_verification": "10/m/ip,1/3m/key",
+}
 ACCOUNT_UNIQUE_EMAIL = True
-LOGIN_REDIRECT_URL = "/"
+LOGIN_REDIRECT_URL = "/dashboard"
 ACCOUNT_LOGOUT_REDIRECT_URL = "/"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -188,6 +208,8 @@ X_FRAME_OPTIONS = "DENY"
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# In development and tests the files are served from where they live, no collectstatic needed.
+WHITENOISE_USE_FINDERS = DEBUG
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -252,6 +274,19 @@ LOWROUTER_VIES_CHECKER = env.str("LOWROUTER_VIES_CHECKER", default="billing.vat.
 LOWROUTER_VIES_URL = env.str(
     "LOWROUTER_VIES_URL", default="https://ec.europa.eu/taxation_customs/vies/rest-api"
 )
+# The model the console's eco panel replays an account's usage against (a model with verified
+# parameters makes the comparison meaningful); the widget names it.
+LOWROUTER_ECO_BASELINE_MODEL = env.str(
+    "LOWROUTER_ECO_BASELINE_MODEL", default="scaleway/llama-3.3-70b-instruct"
+)
+
+# How long per-request records are kept (the daily aggregates are kept longer).
+LOWROUTER_RECORD_RETENTION_MONTHS = env.int("LOWROUTER_RECORD_RETENTION_MONTHS", default=13)
+
+# Invoices and the credit ledger are accounting records: kept this long whatever else is
+# deleted (10 years: the French Code de commerce, art. L123-22, for the seller's books).
+LOWROUTER_ACCOUNTING_RETENTION_YEARS = env.int("LOWROUTER_ACCOUNTING_RETENTION_YEARS", default=10)
+
 # The seller block printed on every invoice.
 LOWROUTER_SELLER = {
     "legal_name": env.str("LOWROUTER_SELLER_NAME", default="Carbonifer SAS"),

@@ -20,6 +20,8 @@ class AccountRoutingPolicy(models.Model):
     fixed_provider = models.SlugField(max_length=64, blank=True)
     provider_allowlist = models.JSONField(default=list, blank=True)
     provider_denylist = models.JSONField(default=list, blank=True)
+    # Rank by price when the request says nothing about order (as ``lowrouter/auto-cheap``).
+    prefer_cheapest = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -9,6 +9,10 @@ account sets one at most) and small, so the whole table fits in every process.
 import time
 from dataclasses import dataclass
 
+from django.db import transaction
+
+from accounts.audit import record_audit
+from accounts.models import User
 from lowrouter.asyncdb import STALE_GRACE_S
 from lowrouter.cache import shared_cache as cache
 from routing.models import AccountRoutingPolicy
@@ -25,6 +29,7 @@ class AccountPolicy:
     fixed_provider: str = ""
     provider_allowlist: tuple[str, ...] = ()
     provider_denylist: tuple[str, ...] = ()
+    prefer_cheapest: bool = False
 
 
 NO_POLICY = AccountPolicy(account_id=0)
@@ -38,6 +43,7 @@ def _as_policy(row: AccountRoutingPolicy) -> AccountPolicy:
         fixed_provider=row.fixed_provider,
         provider_allowlist=tuple(str(p) for p in row.provider_allowlist or ()),
         provider_denylist=tuple(str(p) for p in row.provider_denylist or ()),
+        prefer_cheapest=row.prefer_cheapest,
     )
 
 
@@ -62,6 +68,40 @@ def save_policy(*, account_id: int, **fields: object) -> AccountRoutingPolicy:
     """Create or update an account's routing defaults; effective on every process within
     CHECK_INTERVAL."""
     row, _ = AccountRoutingPolicy.objects.update_or_create(account_id=account_id, defaults=fields)
+    mark_policies_changed()
+    return row
+
+
+POLICY_FIELDS = (
+    "preferred_region",
+    "prefer_low_carbon",
+    "fixed_provider",
+    "provider_allowlist",
+    "provider_denylist",
+    "prefer_cheapest",
+)
+
+
+def update_routing_defaults(
+    *, account_id: int, actor: User | None, **fields: object
+) -> AccountRoutingPolicy:
+    """``save_policy`` for a person (the settings page, the management API): the change and its
+    audit entry in one transaction, then every process reloads its copy."""
+    with transaction.atomic():
+        before = AccountRoutingPolicy.objects.filter(account_id=account_id).first()
+        old = {f: getattr(before, f) if before else None for f in fields}
+        row, _ = AccountRoutingPolicy.objects.update_or_create(
+            account_id=account_id, defaults=fields
+        )
+        diff = {f: [old[f], fields[f]] for f in fields if old[f] != fields[f]}
+        if diff:
+            record_audit(
+                actor=actor,
+                account=account_id,
+                action="routing_defaults.update",
+                target="",
+                changes=diff,
+            )
     mark_policies_changed()
     return row
 

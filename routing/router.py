@@ -343,9 +343,16 @@ def _preferences(req: ChatRequest, layers: _Layers) -> Preferences:
     plc = r.prefer_low_carbon
     if plc is None:
         plc = layers.key.prefer_low_carbon or layers.account.prefer_low_carbon
+    # An account that prefers the cheapest makes lowrouter/auto behave as lowrouter/auto-cheap
+    # unless the request asks for an order of its own.
+    cheap = (
+        req.model == AUTO_CHEAP
+        or r.sort == "price"
+        or (not r.sort and not r.order and layers.account.prefer_cheapest)
+    )
     return Preferences(
-        cheap=req.model == AUTO_CHEAP or r.sort == "price",
-        smallest=req.model == AUTO,
+        cheap=cheap,
+        smallest=req.model == AUTO and not cheap,
         fast=r.sort == "latency",
         prefer_low_carbon=plc,
         preferred_region="" if layers.region else layers.account.preferred_region,
@@ -436,6 +443,7 @@ def _account_trace(policy: AccountPolicy) -> dict | None:
         "fixed_provider": policy.fixed_provider or None,
         "provider_allowlist": list(policy.provider_allowlist) or None,
         "provider_denylist": list(policy.provider_denylist) or None,
+        "prefer_cheapest": policy.prefer_cheapest,
     }
 
 

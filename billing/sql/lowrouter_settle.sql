@@ -93,12 +93,15 @@ BEGIN
        SET reserved_micros = reserved_micros - released, spent_micros = spent_micros + cost
      WHERE key_id = p_key AND ((period = 'day' AND period_start = p_day)
                             OR (period = 'month' AND period_start = p_month));
-    INSERT INTO billing_dailyusage AS u (account_id, day, model, requests, prompt_tokens,
-        completion_tokens, cost_micros, energy_wh, carbon_g)
+    INSERT INTO billing_dailyusage AS u (account_id, day, model, key_id, provider, region,
+        requests, prompt_tokens, completion_tokens, cost_micros, energy_wh, carbon_g)
     VALUES (
         p_account,
         ((p_generation->>'created_at')::timestamptz AT TIME ZONE 'UTC')::date,
         COALESCE(NULLIF(p_generation->>'resolved_model', ''), p_generation->>'requested_model'),
+        p_key,
+        p_generation->>'provider',
+        p_generation->>'region',
         1,
         (p_generation->>'prompt_tokens')::bigint,
         (p_generation->>'completion_tokens')::bigint,
@@ -106,7 +109,7 @@ BEGIN
         COALESCE((p_generation->>'energy_wh')::float8, 0),
         COALESCE((p_generation->>'carbon_g')::float8, 0)
     )
-    ON CONFLICT (account_id, day, model) DO UPDATE SET
+    ON CONFLICT (account_id, day, model, key_id, provider, region) DO UPDATE SET
         requests = u.requests + 1,
         prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
         completion_tokens = u.completion_tokens + excluded.completion_tokens,

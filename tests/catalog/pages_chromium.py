@@ -80,8 +80,13 @@ class Page:
         await self.send("Page.navigate", url=url)
         await self.wait_event("Page.loadEventFired")
 
-    async def js(self, expression: str) -> Any:
-        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+    async def js(self, expression: str, *, await_promise: bool = False) -> Any:
+        result = await self.send(
+            "Runtime.evaluate",
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=await_promise,
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")

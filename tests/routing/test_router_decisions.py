@@ -518,3 +518,24 @@ def _account() -> int:
         email="policy@example.com", password="x"
     )
     return user.pk
+
+
+def test_an_account_that_prefers_the_cheapest_gets_auto_cheaps_choice():
+    policy = AccountPolicy(account_id=1, prefer_cheapest=True)
+    plan = plan_route(
+        snap(SMALL, LARGE_CHEAP, VISION), request("lowrouter/auto"), key(), policy=policy
+    )
+    assert plan.model.id == "m/large"
+    assert plan.trace.winner_reason == "cheapest"
+    assert plan.trace.constraints["account"]["prefer_cheapest"] is True
+
+
+def test_a_request_sort_outranks_the_accounts_cheapest_preference():
+    policy = AccountPolicy(account_id=1, prefer_cheapest=True)
+    plan = plan_route(
+        snap(SMALL, LARGE_CHEAP, VISION),
+        request("lowrouter/auto", provider={"sort": "latency"}),
+        key(),
+        policy=policy,
+    )
+    assert plan.trace.winner_reason != "cheapest"
