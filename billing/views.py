@@ -1,6 +1,6 @@
 """Pages for adding credits, invoices and activation codes, and the Stripe webhook."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -14,14 +14,14 @@ from billing.campaigns import RedeemError, redeem_code
 from billing.checkout import TopUpError, is_verified, quote_topup, start_checkout
 from billing.invoices import format_eur, render_invoice_pdf
 from billing.models import Invoice, StripeEventStatus
-from billing.money import format_credits
+from billing.money import format_credits, parse_eur
 from billing.webhooks import BadSignature, process_event, verify_event
 
 
 def _parse_amount(raw: str) -> Decimal:
     try:
-        return Decimal(raw.strip().replace(",", "."))
-    except InvalidOperation as exc:
+        return parse_eur(raw)
+    except ValueError as exc:
         raise TopUpError("Enter an amount in euros, e.g. 20 or 12.50.") from exc
 
 
@@ -94,8 +94,11 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def invoice_pdf(request: HttpRequest, number: str) -> HttpResponse:
-    # Someone else's invoice is a 404, not a 403: its existence is not disclosed.
-    invoice = Invoice.objects.filter(account=request.user, number=number).first()
+    # Someone else's invoice is a 404, not a 403: its existence is not disclosed. No number
+    # holds a NUL, and PostgreSQL refuses one in a query parameter outright.
+    invoice = None
+    if "\x00" not in number:
+        invoice = Invoice.objects.filter(account=request.user, number=number).first()
     if invoice is None:
         raise Http404("No such invoice.")
     response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")
