@@ -116,9 +116,10 @@ def test_penalties_and_other_numbers_that_are_not_finite_are_refused_too(
 def test_a_non_finite_number_deep_inside_the_body_is_named_by_its_path(
     gateway, funded, catalogue, upstream
 ):
-    raw = chat_raw(route='{"max_price": {"prompt": 1e999}}')
+    raw = chat_raw(provider='{"max_price": {"prompt": 1e999}}')
     status, body = post_fast_path(gateway, CHAT, raw, funded.token)
-    assert_refused(CHAT, status, body, "route.max_price.prompt")
+    assert_refused(CHAT, status, body, "provider.max_price.prompt")
+    assert upstream.records == []
 
 
 @pytest.mark.parametrize("endpoint", ["generation", "metrics"])
