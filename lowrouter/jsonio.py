@@ -1,9 +1,10 @@
 """JSON on the request path: orjson, several times faster than the standard library there.
 
-orjson refuses a few things the standard library takes (integers beyond 64 bits, NaN and
-Infinity literals, numbers beyond a double's range, lone surrogates, non-string keys). Those
-fall back to ``json``, so what a request may contain, and how a bad one is answered, is the same
-as with the standard library. ``loads_request`` then refuses the values of that fallback that
+orjson refuses a few things the standard library takes: on reading, NaN and Infinity literals,
+numbers beyond a double's range and lone surrogates (integers beyond 64 bits it reads as
+floats); on writing, integers beyond 64 bits, lone surrogates and non-string keys. Those fall
+back to ``json``, so what a request may contain, and how a bad one is answered, is the same as
+with the standard library. ``loads_request`` then refuses the values of that fallback that
 cannot be passed on: a number that is not finite, or a string that is not valid Unicode.
 """
 
