@@ -66,40 +66,29 @@ def assert_refused(path: str, status: int, body: dict, param: str) -> None:
         assert body["error"]["param"] == param, body
 
 
-@pytest.mark.parametrize("entry", ENTRIES)
-@pytest.mark.parametrize("path", [CHAT, MESSAGES])
-@pytest.mark.parametrize(
-    "content, param",
-    [
-        ('"hi \\ud800 there"', "messages[0].content"),
-        ('"\\udfff"', "messages[0].content"),
-        ('[{"type": "text", "text": "\\ud83d"}]', "messages[0].content[0].text"),
-    ],
-)
-def test_a_lone_surrogate_in_a_message_is_a_400_naming_the_param_and_never_sent_upstream(
-    gateway, funded, catalogue, upstream, entry, path, content, param
-):
-    status, body = entry(gateway, path, chat_raw(content), funded.token)
-    assert_refused(path, status, body, param)
-    assert upstream.records == []
+UNSENDABLE = [
+    pytest.param(chat_raw('"hi \\ud800 there"'), "messages[0].content", id="high surrogate"),
+    pytest.param(chat_raw('"\\udfff"'), "messages[0].content", id="low surrogate"),
+    pytest.param(
+        chat_raw('[{"type": "text", "text": "\\ud83d"}]'),
+        "messages[0].content[0].text",
+        id="surrogate in a content part",
+    ),
+    pytest.param(chat_raw(temperature="NaN"), "temperature", id="NaN"),
+    pytest.param(chat_raw(temperature="1e999"), "temperature", id="1e999"),
+    pytest.param(chat_raw(top_p="-1e999"), "top_p", id="-1e999"),
+    pytest.param(chat_raw(temperature="Infinity"), "temperature", id="Infinity"),
+    pytest.param(chat_raw(top_p="-Infinity"), "top_p", id="-Infinity"),
+]
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
 @pytest.mark.parametrize("path", [CHAT, MESSAGES])
-@pytest.mark.parametrize(
-    "param, value",
-    [
-        ("temperature", "NaN"),
-        ("temperature", "1e999"),
-        ("top_p", "-1e999"),
-        ("temperature", "Infinity"),
-        ("top_p", "-Infinity"),
-    ],
-)
-def test_a_number_that_is_not_finite_is_a_400_naming_the_param_and_never_sent_upstream(
-    gateway, funded, catalogue, upstream, entry, path, param, value
+@pytest.mark.parametrize("raw, param", UNSENDABLE)
+def test_a_lone_surrogate_or_a_number_not_finite_is_a_400_naming_the_param_never_sent_upstream(
+    gateway, funded, catalogue, upstream, entry, path, raw, param
 ):
-    status, body = entry(gateway, path, chat_raw(**{param: value}), funded.token)
+    status, body = entry(gateway, path, raw, funded.token)
     assert_refused(path, status, body, param)
     assert upstream.records == []
 
