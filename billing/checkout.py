@@ -76,11 +76,12 @@ def get_buyer(account: User) -> dict[str, str]:
 
 def quote_topup(*, account: User, credits_eur: Decimal, vies: ViesChecker | None = None) -> Quote:
     """The all-in price of ``credits_eur`` of credits for this buyer, as it will be charged."""
-    if not credits_eur.is_finite() or credits_eur != credits_eur.quantize(CENTS):
-        raise TopUpError("Choose an amount in euros with at most two decimals.")
     low, high = settings.LOWROUTER_TOPUP_MIN_EUR, settings.LOWROUTER_TOPUP_MAX_EUR
-    if not low <= credits_eur <= high:
+    # Bounds before rounding: rounding a huge amount ("1e999999") to cents raises.
+    if not credits_eur.is_finite() or not low <= credits_eur <= high:
         raise TopUpError(f"Top-ups are between EUR {low} and EUR {high} of credits.")
+    if credits_eur != credits_eur.quantize(CENTS):
+        raise TopUpError("Choose an amount in euros with at most two decimals.")
     buyer = get_buyer(account)
     if not buyer["country"]:
         raise TopUpError("Set your billing country first: VAT depends on it.")

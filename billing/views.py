@@ -1,7 +1,7 @@
 """Pages for adding credits, invoices and activation codes, and the Stripe webhook."""
 
 import logging
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -16,7 +16,7 @@ from billing.campaigns import RedeemError, redeem_code
 from billing.checkout import TopUpError, get_buyer, is_verified, quote_topup, start_checkout
 from billing.invoice_documents import render_invoice_pdf
 from billing.models import Invoice, StripeEventStatus
-from billing.money import format_credits, format_eur
+from billing.money import format_credits, format_eur, parse_eur
 from billing.webhooks import BadSignature, WebhookNotConfigured, process_event, verify_event
 
 logger = logging.getLogger(__name__)
@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 def _parse_amount(raw: str) -> Decimal:
     try:
-        return Decimal(raw.strip().replace(",", "."))
-    except InvalidOperation as exc:
+        return parse_eur(raw)
+    except ValueError as exc:
         raise TopUpError("Enter an amount in euros, e.g. 20 or 12.50.") from exc
 
 
@@ -100,8 +100,11 @@ def invoice_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 def invoice_pdf(request: AuthenticatedHttpRequest, number: str) -> HttpResponse:
-    # Someone else's invoice is a 404, not a 403: its existence is not disclosed.
-    invoice = Invoice.objects.for_account(request.user.pk).filter(number=number).first()
+    # Someone else's invoice is a 404, not a 403: its existence is not disclosed. No number
+    # holds a NUL, and PostgreSQL refuses one in a query parameter outright.
+    invoice = None
+    if "\x00" not in number:
+        invoice = Invoice.objects.for_account(request.user.pk).filter(number=number).first()
     if invoice is None:
         raise Http404("No such invoice.")
     response = HttpResponse(render_invoice_pdf(invoice), content_type="application/pdf")

@@ -21,6 +21,8 @@ from routing.replies import LastChunk, Reply
 from routing.validation import MAX_TOKENS_CEILING
 
 PATH = "/api/v1/anthropic/v1/messages"
+# Every path under here is Anthropic's API as an Anthropic SDK sees it.
+PREFIX = "/api/v1/anthropic/"
 
 # OpenAI finish reasons back to Messages stop reasons.
 STOP_REASONS = {
@@ -63,6 +65,14 @@ def error_reply(err: ApiError, headers: dict[str, str] | None = None) -> Reply:
     if "X-Request-ID" in out:
         out["request-id"] = out["X-Request-ID"]  # where Anthropic's SDKs read it
     return Reply(err.status, out, jsonio.dumps(error_body(err.status, err.code, err.message)))
+
+
+def api_error_reply(path: str, err: ApiError, headers: dict[str, str] | None = None) -> Reply:
+    """``err`` as the API answers it on ``path``: in Messages' shape under the Anthropic
+    prefix (the shape an Anthropic SDK reads), in the OpenAI shape everywhere else."""
+    if path.startswith(PREFIX):
+        return error_reply(err, headers)
+    return err.reply(headers)
 
 
 # --- Request -------------------------------------------------------------------------------
@@ -490,8 +500,10 @@ async def create_message(
     """Serve one Messages request through ``chat_completion`` (``gateway.chat_completion``)."""
     headers = {"X-Request-ID": request_id}
     try:
-        body = jsonio.loads(raw_body)
+        body = jsonio.loads_request(raw_body)
         chat = to_chat_request(body)
+    except jsonio.UnsendableValue as exc:
+        return error_reply(invalid_request(str(exc), param=exc.param), headers)
     except UnicodeDecodeError:
         return error_reply(invalid_request("The request body is not valid UTF-8."), headers)
     except RecursionError:

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from routing import anthropic_inbound, gateway
-from routing.errors import ApiError
+from routing.errors import ApiError, bad_host
 from routing.replies import LastChunk, Reply
 from routing.validation import body_too_large
 
@@ -97,11 +97,10 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 async def _answer(scope: Scope, raw: bytes | None, request_id: str) -> Reply:
     messages = scope["path"] == anthropic_inbound.PATH
-    # Each path answers errors in its own API's shape.
-    render = anthropic_inbound.error_reply if messages else ApiError.reply
+    ids = {"X-Request-ID": request_id}
     if raw is None:
         limit = settings.LOWROUTER_MAX_BODY_BYTES
-        return render(body_too_large(limit), {"X-Request-ID": request_id})
+        return anthropic_inbound.api_error_reply(scope["path"], body_too_large(limit), ids)
     headers = scope["headers"]
     try:
         if messages:
@@ -123,11 +122,12 @@ async def _answer(scope: Scope, raw: bytes | None, request_id: str) -> Reply:
     except Exception as exc:
         # Never a page or a trace; the log names the type only (messages can quote input).
         log.error("unhandled %s on %s", type(exc).__name__, scope["path"])
-        return render(
+        return anthropic_inbound.api_error_reply(
+            scope["path"],
             ApiError(
                 500, "internal_error", "The gateway hit an unexpected error; nothing was charged."
             ),
-            {"X-Request-ID": request_id},
+            ids,
         )
 
 
@@ -180,8 +180,10 @@ class ChatEndpoint:
         request_id = gateway.request_id_from(_header(headers, b"x-request-id"))
         host = _header(headers, b"host") or ""
         if not validate_host(split_domain_port(host)[0], settings.ALLOWED_HOSTS):
-            # The refusal Django gives a request for a host it does not serve.
-            await _send_response(ApiError(400, "bad_host", "Invalid Host header.").reply(), send)
+            # The refusal Django gives a request for a host it does not serve, as an API answer
+            # (routing.middleware gives the same on the API's other paths).
+            refused = anthropic_inbound.api_error_reply(scope["path"], bad_host(), {})
+            await _send_response(refused, send)
             return
         limit = settings.LOWROUTER_MAX_BODY_BYTES
         try:

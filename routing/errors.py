@@ -62,3 +62,8 @@ _DEFAULT_TYPES = {
 
 def invalid_request(message: str, *, param: str | None = None, code: str = "invalid_request"):
     return ApiError(400, code, message, param=param)
+
+
+def bad_host() -> ApiError:
+    """The answer to an API request for a host this server does not serve (Django's check)."""
+    return ApiError(400, "bad_host", "Invalid Host header.")

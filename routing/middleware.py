@@ -4,9 +4,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
-from routing.errors import ApiError
+from routing import anthropic_inbound
+from routing.errors import ApiError, bad_host
 from routing.gateway import request_id_from
 
 log = logging.getLogger(__name__)
@@ -18,8 +21,21 @@ def _internal_error() -> HttpResponse:
     ).response()
 
 
+def _refuse_bad_host(request: HttpRequest) -> HttpResponseBase | None:
+    """An API request for a host this server does not serve gets Django's refusal (400) as an
+    API answer, not the HTML page the first middleware to read the host would raise it as."""
+    if not request.path.startswith("/api/"):
+        return None
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return anthropic_inbound.api_error_reply(request.path, bad_host()).as_django()
+    return None
+
+
 class ApiErrorMiddleware:
-    """Turns an unhandled exception under /api/ into a JSON 500 (never a page, never a trace).
+    """Turns an unhandled exception under /api/ into a JSON 500 (never a page, never a trace),
+    and a request there for a host this server does not serve into a JSON 400.
 
     The log line names the exception type and path only: exception messages can quote input.
     """
@@ -33,16 +49,17 @@ class ApiErrorMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._acall(request)
-        return self._tag(request, self.get_response(request))
+        return self._tag(request, _refuse_bad_host(request) or self.get_response(request))
 
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return self._tag(request, await self.get_response(request))
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        refused = _refuse_bad_host(request)
+        return self._tag(request, refused or await self.get_response(request))
 
     @staticmethod
-    def _tag(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def _tag(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         """Every API response carries an X-Request-ID (the caller's when it is safe)."""
         if request.path.startswith("/api/") and "X-Request-ID" not in response:
             response["X-Request-ID"] = request_id_from(request.headers.get("X-Request-ID"))

@@ -1,17 +1,29 @@
 """The OpenAPI 3.0 description of the public API, served at /api/v1/openapi.json.
 
-Written by hand from what the views accept and answer (the fuzz suite in tests/reliability runs
-schemathesis against it, so a drift between this and the views shows up there). Every error
-answer shares one documented shape: ``{"error": {"type", "code", "message", "param"}}``, except
-on the Anthropic Messages path, which answers in Messages' own:
+Written by hand from what the views accept and answer. The fuzz suite in tests/reliability runs
+schemathesis against it with every check, positive and negative data alike: what this allows
+must be accepted and what it forbids refused: as strict as the gateway, no more, no less.
+
+Every error answer shares one documented shape: ``{"error": {"type", "code", "message",
+"param"}}``, except on the Anthropic Messages path, which answers in Messages' own:
 ``{"type": "error", "error": {"type", "code", "message"}}``.
 """
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from routing.errors import ApiError
+from routing.validation import MAX_TOKENS_CEILING
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+# What a model id looks like ("demo/echo-small"); the gateway answers any other string with a
+# 400 or a 404, never by routing it.
+_MODEL_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": "^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$",
+    "description": "A LowRouter model id, e.g. demo/echo-small",
+}
 _MESSAGES_ERROR = {"$ref": "#/components/schemas/MessagesError"}
 
 
@@ -44,6 +56,14 @@ def _json_ok(schema: dict, description: str = "OK") -> dict:
     }
 
 
+_MAX_TOKENS = {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_CEILING}
+_SLUG = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+_CONTENT_PART = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"type": "string"}},
+}
+
 _MESSAGE = {
     "type": "object",
     "required": ["role", "content"],
@@ -52,7 +72,7 @@ _MESSAGE = {
         "content": {
             "oneOf": [
                 {"type": "string"},
-                {"type": "array", "items": {"type": "object"}},
+                {"type": "array", "items": _CONTENT_PART},
             ],
             "nullable": True,
         },
@@ -66,10 +86,10 @@ _CHAT_REQUEST = {
     "type": "object",
     "required": ["model", "messages"],
     "properties": {
-        "model": {"type": "string", "description": "A LowRouter model id, e.g. demo/echo-small"},
+        "model": _MODEL_ID,
         "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "max_completion_tokens": {"type": "integer", "minimum": 1},
+        "max_tokens": _MAX_TOKENS,
+        "max_completion_tokens": _MAX_TOKENS,
         "stream": {"type": "boolean"},
         "stream_options": {
             "type": "object",
@@ -77,9 +97,9 @@ _CHAT_REQUEST = {
         },
         "temperature": {"type": "number"},
         "top_p": {"type": "number"},
-        "n": {"type": "integer"},
+        "n": {"type": "integer", "minimum": 1, "maximum": 16},
         "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "seed": {"type": "integer"},
+        "seed": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
         "user": {"type": "string"},
         "tools": {"type": "array", "items": {"type": "object"}},
         "tool_choice": {"oneOf": [{"type": "string"}, {"type": "object"}]},
@@ -87,7 +107,14 @@ _CHAT_REQUEST = {
         "metadata": {"type": "object"},
         "route": {
             "type": "object",
-            "description": "LowRouter routing options for this request (region, providers).",
+            "description": "LowRouter routing options for this request (region, provider).",
+            "additionalProperties": False,
+            "properties": {
+                "provider": _SLUG,
+                "region": _SLUG,
+                "prefer_low_carbon": {"type": "boolean"},
+                "fallback": {"type": "boolean"},
+            },
         },
     },
 }
@@ -116,36 +143,110 @@ _CHAT_RESPONSE = {
     },
 }
 
+
+def _block(kind: str, **properties: dict) -> dict:
+    """A Messages content block of type ``kind``; every property named is required."""
+    return {
+        "type": "object",
+        "required": ["type", *properties],
+        "properties": {"type": {"type": "string", "enum": [kind]}, **properties},
+    }
+
+
+_TEXT_BLOCK = _block("text", text={"type": "string"})
+_IMAGE_BLOCK = _block(
+    "image",
+    source={
+        "oneOf": [
+            _block(
+                "base64", media_type={"type": "string"}, data={"type": "string", "minLength": 1}
+            ),
+            _block("url", url={"type": "string"}),
+        ]
+    },
+)
+
+
+def _turn(role: str, *blocks: dict) -> dict:
+    """A Messages turn. Thinking blocks are accepted and left out (undocumented: a turn of
+    thinking alone has nothing to send)."""
+    return {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"type": "string", "enum": [role]},
+            "content": {
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"oneOf": [_IMAGE_BLOCK, *blocks]},
+                    },
+                ]
+            },
+        },
+    }
+
+
+_USER_TURN = _turn(
+    "user",
+    _TEXT_BLOCK,
+    _block(
+        "tool_result",
+        tool_use_id={"type": "string"},
+        content={"oneOf": [{"type": "string"}, {"type": "array", "items": _TEXT_BLOCK}]},
+    ),
+)
+_ASSISTANT_TURN = _turn(
+    "assistant",
+    # An assistant turn of empty text says nothing, and is not sent.
+    _block("text", text={"type": "string", "minLength": 1}),
+    _block("tool_use", id={"type": "string"}, name={"type": "string"}),
+)
+
 _MESSAGES_REQUEST = {
     "type": "object",
     "required": ["model", "max_tokens", "messages"],
     "properties": {
-        "model": {"type": "string", "description": "A LowRouter model id"},
-        "max_tokens": {"type": "integer", "minimum": 1},
+        "model": _MODEL_ID,
+        "max_tokens": _MAX_TOKENS,
         "messages": {
             "type": "array",
             "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["role", "content"],
-                "properties": {
-                    "role": {"type": "string", "enum": ["user", "assistant"]},
-                    "content": {
-                        "oneOf": [
-                            {"type": "string"},
-                            {"type": "array", "items": {"type": "object"}},
-                        ]
-                    },
-                },
-            },
+            "items": {"oneOf": [_USER_TURN, _ASSISTANT_TURN]},
         },
-        "system": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "system": {"oneOf": [{"type": "string"}, {"type": "array", "items": _TEXT_BLOCK}]},
         "stop_sequences": {"type": "array", "items": {"type": "string"}},
         "stream": {"type": "boolean"},
         "temperature": {"type": "number"},
         "top_p": {"type": "number"},
-        "tools": {"type": "array", "items": {"type": "object"}},
-        "tool_choice": {"type": "object"},
+        "tools": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "type": {"type": "string", "enum": ["custom"]},
+                    "description": {"type": "string"},
+                    "input_schema": {"type": "object"},
+                },
+            },
+        },
+        "tool_choice": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["auto", "any", "none"]},
+                        "disable_parallel_tool_use": {"type": "boolean"},
+                    },
+                },
+                _block("tool", name={"type": "string"}),
+            ]
+        },
         "metadata": {"type": "object"},
     },
 }

@@ -100,7 +100,9 @@ def _check_messages(messages: object) -> tuple[int, bool]:
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     try:
-        body = jsonio.loads(raw)
+        body = jsonio.loads_request(raw)
+    except jsonio.UnsendableValue as exc:
+        raise invalid_request(str(exc), param=exc.param) from exc
     except UnicodeDecodeError as exc:
         raise invalid_request("The request body is not valid UTF-8.", code="invalid_json") from exc
     except RecursionError as exc:

@@ -100,7 +100,11 @@ def retrieve_model(request: HttpRequest, key: KeyContext | None, model_id: str) 
 
 
 def _own_generation(key: KeyContext, generation_id: str) -> Generation:
-    gen = Generation.objects.for_account(key.account_id).filter(pk=generation_id[:40]).first()
+    # No stored id holds a NUL, and PostgreSQL refuses one in a query parameter outright.
+    lookup = generation_id[:40]
+    gen = None
+    if "\x00" not in lookup:
+        gen = Generation.objects.for_account(key.account_id).filter(pk=lookup).first()
     if gen is None:
         raise ApiError(
             404, "generation_not_found", f"No generation '{generation_id[:40]}' on this account."
@@ -144,8 +148,6 @@ def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
     missing = ApiError(
         404, "not_found", f"No API endpoint at {request.path!r}.", type="not_found_error"
     )
-    if request.path.startswith("/api/v1/anthropic/"):
-        # An Anthropic SDK asking for an endpoint of Anthropic's API this gateway does not
-        # serve (count_tokens, batches, files) gets the answer in the shape it reads.
-        return anthropic_inbound.error_reply(missing).as_django()
-    return missing.response()
+    # An Anthropic SDK asking for an endpoint of Anthropic's API this gateway does not serve
+    # (count_tokens, batches, files) gets the answer in the shape it reads.
+    return anthropic_inbound.api_error_reply(request.path, missing).as_django()
