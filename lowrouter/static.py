@@ -6,6 +6,7 @@ async, hands only static paths to WhiteNoise, and lets everything else through u
 """
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
 from django.conf import settings
@@ -20,6 +21,9 @@ class StaticFilesMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> None:
         self.get_response = get_response
         self.prefix = settings.STATIC_URL
+        # Before collectstatic has run (development, tests: the files come from the finders)
+        # the folder may not exist yet; WhiteNoise would warn about it on every start.
+        Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
         self.whitenoise = WhiteNoiseMiddleware(get_response=self._not_found)
         markcoroutinefunction(self)
 

@@ -11,8 +11,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 import uvicorn
@@ -28,6 +31,13 @@ from lowrouter import asyncdb
 from routing import http_client
 from routing import upstream as upstream_client
 from routing.health import reset_health
+from tests.billing.payments_helpers import (
+    WEBHOOK_SECRET,
+    FakeStripe,
+    FakeVies,
+    make_stripe_handler,
+    make_vies_handler,
+)
 from tests.factories import Funded, make_admin, make_funded, make_operator, signed_in
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
@@ -281,3 +291,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
         if transactional and "django_db_serialized_rollback" not in names:
             names.append("django_db_serialized_rollback")
+
+
+# --- Fake Stripe and VIES on 127.0.0.1 (money-in tests and the console) -------------------
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def fake_stripe(settings: Any) -> Iterator[FakeStripe]:
+    fake = FakeStripe()
+    with serving(make_stripe_handler(fake)) as url:
+        fake.url = url
+        settings.STRIPE_SECRET_KEY = "sk_test_x"
+        settings.STRIPE_API_BASE = fake.url
+        settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+        yield fake
+
+
+@pytest.fixture
+def fake_vies(settings: Any) -> Iterator[FakeVies]:
+    """The VIES the default checker asks, played on 127.0.0.1."""
+    fake = FakeVies()
+    with serving(make_vies_handler(fake)) as url:
+        fake.url = url
+        settings.LOWROUTER_VIES_URL = url
+        yield fake

@@ -13,10 +13,7 @@ import io
 import json
 import os
 import re
-import threading
-from collections.abc import Iterator
 from decimal import Decimal
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +24,7 @@ import pytest
 from billing.models import Generation, TopUp
 from catalog.snapshot import mark_catalog_changed
 from tests.billing.payments_helpers import (
-    WEBHOOK_SECRET,
     FakeStripe,
-    make_stripe_handler,
     session_event,
     sign_payload,
 )
@@ -42,20 +37,6 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("LOWROUTER_SCREENSHOT_DIR", ROOT / "screenshots")) / "console"
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def stripe(settings: Any) -> Iterator[FakeStripe]:
-    fake = FakeStripe()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_stripe_handler(fake))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.STRIPE_SECRET_KEY = "sk_test_x"
-    settings.STRIPE_API_BASE = fake.url
-    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    yield fake
-    server.shutdown()
-    server.server_close()
 
 
 def text_of(html: str) -> str:
@@ -78,7 +59,7 @@ async def shoot(page: Page, name: str) -> None:
 
 
 def test_a_customer_follows_their_usage_and_tops_up(
-    gateway, catalogue, upstream, stripe: FakeStripe
+    gateway, catalogue, upstream, fake_stripe: FakeStripe
 ) -> None:
     large = add_model("demo/echo-large")
     add_offering(large, catalogue.provider)

@@ -3,10 +3,6 @@ low-balance email once per crossing), and the account's audit log."""
 
 import csv
 import io
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
@@ -15,45 +11,17 @@ from accounts.models import AuditEntry, BillingProfile, Preferences
 from billing.ledger import post_entry
 from billing.models import LedgerKind
 from billing.notifications import send_low_balance_alerts
-from billing.vat import ViesRestChecker
+from tests.billing.payments_helpers import FakeVies
 from tests.console.conftest import Customer
 
 pytestmark = pytest.mark.django_db
 
 
-class FakeVies:
-    """VIES's REST API on 127.0.0.1: GET /ms/{CC}/vat/{number}."""
-
-    def __init__(self, valid: set[str]) -> None:
-        self.valid, self.calls = valid, []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                _, _, country, _, number = self.path.rsplit("/", 4)
-                fake.calls.append(country + number)
-                ok = country + number in fake.valid
-                body = json.dumps({"isValid": ok, "userError": "VALID" if ok else "INVALID"})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 @pytest.fixture
-def vies(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[FakeVies]:
-    fake = FakeVies(valid={"DE136695976"})
+def vies(fake_vies: FakeVies, settings) -> FakeVies:
+    fake_vies.valid = {"DE136695976"}
     settings.LOWROUTER_VIES_CHECKER = "billing.vat.ViesRestChecker"
-    monkeypatch.setattr(ViesRestChecker, "base_url", fake.url)
-    yield fake
-    fake.server.shutdown()
+    return fake_vies
 
 
 def save_billing(customer: Customer, **fields: str):
