@@ -19,6 +19,12 @@ def micros_to_credits(micros: int) -> Decimal:
     return (Decimal(micros) / MICROS_PER_CREDIT).quantize(Decimal("0.000001"))
 
 
+def exact_credits(micros: int) -> str:
+    """Credits to the micro-credit, as the API reports balances (``GET /credits``,
+    ``X-Credit-Balance``): a request can cost less than the 0.01 that ``format_credits`` shows."""
+    return str(micros_to_credits(micros))
+
+
 def format_credits(micros: int) -> str:
     """Credits with two decimals, as shown in headers and messages."""
     return str((Decimal(micros) / MICROS_PER_CREDIT).quantize(Decimal("0.01")))

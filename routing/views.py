@@ -9,7 +9,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from billing.models import Generation
-from billing.money import format_credits, micros_to_credits
+from billing.money import exact_credits, micros_to_credits
 from billing.spending import account_credits, balance_of, key_spend_status
 from catalog.filters import FilterError, filter_models
 from catalog.presenters import model_to_api
@@ -99,7 +99,7 @@ def read_endpoint(*, key: str) -> Callable:
             else:
                 resp = JsonResponse(data)
             if caller is not None:
-                resp["X-Credit-Balance"] = format_credits(balance_of(caller.account_id))
+                resp["X-Credit-Balance"] = exact_credits(balance_of(caller.account_id))
             return resp
 
         return wrapper
