@@ -1,6 +1,6 @@
 """The output bound the hold covers is the bound the upstream receives; what lies beyond it
 (an upstream that ignores it) is never charged past a key's limit or the wallet, and is
-reported to the operator. The same with several processes: tests/billing/test_bound_two_processes.py.
+reported to the operator. With several processes: tests/billing/test_bound_two_processes.py.
 """
 
 import logging
