@@ -31,14 +31,31 @@ class Usage:
             completion = int(usage.get("completion_tokens") or 0)
             details = usage.get("prompt_tokens_details") or {}
             cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+            total = int(usage.get("total_tokens") or 0)
+            out = usage.get("completion_tokens_details") or {}
+            reasoning = int(out.get("reasoning_tokens") or 0) if isinstance(out, dict) else 0
         except (TypeError, ValueError):
             return None
         prompt, completion = max(0, prompt), max(0, completion)
-        return cls(prompt, completion, min(max(0, cached), prompt))
+        return cls(
+            prompt,
+            _output_tokens(prompt, completion, total, reasoning),
+            min(max(0, cached), prompt),
+        )
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+def _output_tokens(prompt: int, completion: int, total: int, reasoning: int) -> int:
+    """Every token the upstream generated, reasoning included: reasoning is output, billed at
+    the completion price. OpenAI counts reasoning inside ``completion_tokens``; some compatible
+    servers report it beside them, seen as a ``total_tokens`` larger than prompt plus
+    completion, or as more reasoning tokens than completion tokens. The largest reading wins."""
+    if reasoning > completion:
+        completion += reasoning
+    return max(completion, total - prompt)
 
 
 def usage_cost_micros(usage: Usage, prices: Prices) -> int:

@@ -29,7 +29,7 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 SIGNATURES = {
     "lowrouter_key_fingerprint": "keys_apikey",
     "lowrouter_reserve": "bigint, bigint, bigint, date, date, bigint, bigint, timestamptz, text",
-    "lowrouter_settle": "bigint, bigint, bigint, bigint, date, date, bigint, jsonb",
+    "lowrouter_settle": "bigint, bigint, bigint, bigint, date, date, bigint, bigint, bigint, jsonb",
     "lowrouter_ledger_append_only": "",
 }
 FUNCTIONS = tuple(SIGNATURES)

@@ -26,6 +26,12 @@ def format_eur(cents: int) -> str:
     return f"EUR {Decimal(cents) / 100:.2f}"
 
 
+def exact_credits(micros: int) -> str:
+    """Credits to the micro-credit, as the API reports balances (``GET /credits``,
+    ``X-Credit-Balance``): a request can cost less than the 0.01 that ``format_credits`` shows."""
+    return str(micros_to_credits(micros))
+
+
 def format_credits(micros: int) -> str:
     """Credits with two decimals, as shown in headers and messages."""
     return str((Decimal(micros) / MICROS_PER_CREDIT).quantize(Decimal("0.01")))

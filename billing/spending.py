@@ -89,6 +89,10 @@ class SpendRefused(Exception):
         self.retry_after: int | None = None
 
 
+# A key without a limit is checked against this bound instead, so one statement serves both.
+_NO_LIMIT = 2**62
+
+
 @dataclass(frozen=True)
 class HoldTicket:
     hold_id: int
@@ -99,6 +103,9 @@ class HoldTicket:
     month: date
     # The account's balance once this hold was placed (for the X-Credit-Balance header).
     balance_micros: int = 0
+    # The key's day and month limits the hold was checked against (micros; _NO_LIMIT when
+    # none): settlement never charges the key past them, whatever the upstream produced.
+    limits: tuple[int, int] = (_NO_LIMIT, _NO_LIMIT)
 
 
 @dataclass
@@ -160,10 +167,6 @@ def _ensure_spend_rows(key_id: int, day: date, month: date) -> None:
             ops.adapt_datefield_value(month),
         ],
     )
-
-
-# A key without a limit is checked against this bound instead, so one statement serves both.
-_NO_LIMIT = 2**62
 
 
 def _limit_micros(limit: Decimal | None) -> int:
@@ -248,6 +251,7 @@ class _Reservation:
             day=self.day,
             month=self.month,
             balance_micros=balance,
+            limits=self.limits,
         )
 
 
@@ -404,6 +408,14 @@ def balance_of(account_id: int) -> int:
     )
 
 
+async def abalance_of(account_id: int) -> int:
+    """``balance_of`` from the event loop, PostgreSQL only (``statements_on_loop``)."""
+    row = await fetch_one_on_loop(
+        f"SELECT balance_micros FROM {table(Wallet)} WHERE account_id = %s", [account_id]
+    )
+    return row[0] if row else 0
+
+
 def _move_key_spend(hold: HoldTicket, *, release: int, spend: int) -> None:
     """Both periods of the hold, in one statement: the hold leaves, the spend stays."""
     ops = connection.ops
@@ -452,7 +464,9 @@ def _add_daily_usage(gen: dict) -> None:
     )
 
 
-_SETTLE_CALL = "SELECT cost, balance FROM lowrouter_settle(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+_SETTLE_CALL = (
+    "SELECT cost, balance FROM lowrouter_settle(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+)
 
 
 def _json_value(value: object) -> object:
@@ -472,6 +486,12 @@ def settle_generation(
     daily aggregate. As the ``lowrouter_settle`` function (``billing/sql/lowrouter_settle.sql``,
     PostgreSQL's default) they are one round trip. Returns the micros charged and the balance
     after it.
+
+    The charge is capped so that the key's day and month spend stay within the limits the hold
+    was checked against and the wallet never pays credit other holds were promised (so never
+    goes below zero); what the cap leaves out is recorded as the generation's
+    ``unbilled_micros``. Within a hold still held, the cap cannot bite: the reservation checked
+    that the hold fits.
     """
     gen = _generation_row(hold, outcome)
     charge = max(0, outcome.cost_micros)
@@ -506,6 +526,7 @@ def _settle_args(hold: HoldTicket, gen: dict, charge: int) -> list:
         hold.amount_micros,
         hold.day,
         hold.month,
+        *hold.limits,
         charge,
         jsonio.dumps(gen, default=_json_value).decode(),
     ]
@@ -517,17 +538,22 @@ def settle_by_statements(hold: HoldTicket, gen: dict, charge: int) -> tuple[int,
     # If the orphan reaper already released this hold, its counters were given back already.
     released = execute(f"DELETE FROM {table(Hold)} WHERE id = %s", [hold.hold_id])
     release = hold.amount_micros if released else 0
+    cost = charge
+    if cost > release:
+        # Beyond the hold (an upstream past its bound, or a hold the reaper took back): only
+        # what the key's limits still leave, after every other open hold on the key.
+        cost = min(cost, _key_room(hold, release))
     entry = None
-    if charge:
-        entry = _debit(gen, charge, release)
+    if cost:
+        entry = _debit(gen, cost, release)
         if entry is None:
-            # The hold is the worst case, so the real cost fits it; if an upstream ignored the
-            # bound, charge what the balance can pay without touching other holds, and keep
-            # the rest visible as unbilled rather than driving the balance below zero.
+            # The wallet cannot pay it all without touching other holds (an operator's debit, a
+            # refund, or the same overrun): charge what it can pay, never below zero.
             payable = _payable(hold.account_id, release)
-            entry = _debit(gen, min(charge, payable), release) if payable > 0 else None
-        gen["cost_micros"] = -entry.amount_micros if entry else 0
-        gen["unbilled_micros"] = charge - gen["cost_micros"]
+            entry = _debit(gen, min(cost, payable), release) if payable > 0 else None
+        cost = -entry.amount_micros if entry else 0
+    gen["cost_micros"] = cost
+    gen["unbilled_micros"] = charge - cost
     if entry is not None:
         balance = entry.balance_after
     else:
@@ -538,9 +564,28 @@ def settle_by_statements(hold: HoldTicket, gen: dict, charge: int) -> tuple[int,
         )
         balance = row[0] if row else 0
     insert_row(Generation, gen)
-    _move_key_spend(hold, release=release, spend=gen["cost_micros"])
+    _move_key_spend(hold, release=release, spend=cost)
     _add_daily_usage(gen)
-    return gen["cost_micros"], balance
+    return cost, balance
+
+
+def _key_room(hold: HoldTicket, release: int) -> int:
+    """What the key may still be charged in the hold's day and month: each limit less what is
+    spent and what other open holds reserved (this hold's ``release`` is leaving)."""
+    periods = Q(period=SpendPeriod.DAY, period_start=hold.day) | Q(
+        period=SpendPeriod.MONTH, period_start=hold.month
+    )
+    used = dict(
+        KeySpend.objects.filter(periods, key_id=hold.key_id)
+        .annotate(used=F("spent_micros") + F("reserved_micros"))
+        .values_list("period", "used")
+    )
+    day_limit, month_limit = hold.limits
+    room = min(
+        day_limit - (used.get(SpendPeriod.DAY, 0) - release),
+        month_limit - (used.get(SpendPeriod.MONTH, 0) - release),
+    )
+    return max(0, room)
 
 
 def _debit(gen: dict, amount: int, release: int):

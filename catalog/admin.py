@@ -98,6 +98,7 @@ class ProviderForm(ModelForm):
             "id",
             "name",
             "wire_format",
+            "output_bound_field",
             "base_url",
             "credential_env",
             "requires_credential",

@@ -21,6 +21,7 @@ from catalog.models import (
     AccuracyBand,
     Currency,
     Lifecycle,
+    OutputBoundField,
     Provider,
     ProviderStatus,
     WireFormat,
@@ -45,6 +46,7 @@ PROVIDER_KEYS = {
     "id",
     "name",
     "wire_format",
+    "output_bound_field",
     "base_url",
     "credential_env",
     "requires_credential",
@@ -236,6 +238,9 @@ def validate_provider(entry: Any, index: int) -> dict[str, Any]:
     values = {
         "name": _str(entry, "name", where, required=True, max_len=120),
         "wire_format": _choice(entry, "wire_format", where, WireFormat, WireFormat.OPENAI),
+        "output_bound_field": _choice(
+            entry, "output_bound_field", where, OutputBoundField, OutputBoundField.MAX_TOKENS
+        ),
         "base_url": _url(entry, "base_url", where),
         "credential_env": credential_env,
         "requires_credential": requires_credential,

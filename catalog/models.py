@@ -17,6 +17,18 @@ class WireFormat(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic Messages"
 
 
+class OutputBoundField(models.TextChoices):
+    """The request field an OpenAI-compatible upstream obeys as its output-token bound.
+
+    The gateway sends exactly one of them, carrying the bound its credit hold was sized for.
+    Most compatible servers take ``max_tokens``; OpenAI itself deprecated it for
+    ``max_completion_tokens`` and its reasoning models refuse ``max_tokens``.
+    """
+
+    MAX_TOKENS = "max_tokens", "max_tokens"
+    MAX_COMPLETION_TOKENS = "max_completion_tokens", "max_completion_tokens"
+
+
 class Currency(models.TextChoices):
     EUR = "EUR"
     USD = "USD"
@@ -44,6 +56,13 @@ class Provider(models.Model):
     id = models.SlugField(primary_key=True, max_length=64)
     name = models.CharField(max_length=120)
     wire_format = models.CharField(max_length=16, choices=WireFormat, default=WireFormat.OPENAI)
+    output_bound_field = models.CharField(
+        max_length=32,
+        choices=OutputBoundField,
+        default=OutputBoundField.MAX_TOKENS,
+        help_text="OpenAI-compatible providers: the field that carries the output-token bound "
+        "(Anthropic Messages always takes max_tokens).",
+    )
     base_url = models.URLField(max_length=300, help_text="API root, e.g. https://api.openai.com/v1")
     # A provider authenticates with either an environment variable (preferred: the secret never
     # touches the database) or a value stored encrypted. Neither is ever displayed back.

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from catalog import fx
 from catalog.credentials import resolve_credential
-from catalog.models import Model, Offering, Provider, ProviderStatus
+from catalog.models import Model, Offering, OutputBoundField, Provider, ProviderStatus
 from eco.estimate import CONTEXT_VERSION_CACHE_KEY, EcoContext, load_eco_context
 from lowrouter.asyncdb import STALE_GRACE_S, refresh_in_background, run_db
 from lowrouter.cache import shared_cache as cache
@@ -42,6 +42,8 @@ class OfferingView:
     # Why the offering cannot be routed to right now ("" when it can).
     unavailable_reason: str
     provider_status: str
+    # The one request field that carries the output-token bound upstream (OpenAI wire format).
+    output_bound_field: str = OutputBoundField.MAX_TOKENS
 
     @property
     def usable(self) -> bool:
@@ -120,6 +122,7 @@ def load_snapshot(version: tuple = ()) -> CatalogSnapshot:
                 upstream_model=o.upstream_model,
                 base_url=provider.base_url.rstrip("/"),
                 wire_format=provider.wire_format,
+                output_bound_field=provider.output_bound_field,
                 credential=credentials[provider.id],
                 currency=provider.billing_currency,
                 prompt_eur=eur.prompt if eur else None,

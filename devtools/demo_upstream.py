@@ -37,6 +37,19 @@ class Fault(StrEnum):
     CONNECTION_RESET = "connection_reset"
 
 
+class BoundObeyed(StrEnum):
+    """Which output-token bound the server obeys. Real OpenAI-compatible servers differ: most
+    read ``max_tokens``, OpenAI's reasoning models only ``max_completion_tokens``, and a broken
+    one may ignore both. ``both`` takes ``max_completion_tokens`` first, as OpenAI does."""
+
+    BOTH = "both"
+    MAX_TOKENS = "max_tokens"
+    MAX_COMPLETION_TOKENS = "max_completion_tokens"
+    NONE = "none"
+
+
+BOUND_FIELDS = ("max_completion_tokens", "max_tokens")
+
 # Outcomes recorded besides the fault names.
 OUTCOME_OK = "ok"
 OUTCOME_CANCELLED = "cancelled"
@@ -71,6 +84,7 @@ class DemoConfig:
     # False: an OpenAI-format stream never carries a usage block, even when asked for one (an
     # upstream that ignores include_usage). Anthropic streams always carry theirs.
     stream_usage: bool = True
+    obeys_bound: str = BoundObeyed.BOTH
 
 
 @dataclass
@@ -89,6 +103,9 @@ class RequestRecord:
     fault: str = Fault.NONE  # the fault injected, also when the outcome is "cancelled"
     # Stream content events (one per token) written before the stream ended or was cancelled.
     content_events: int = 0
+    # Every bound field the request carried ({"max_tokens": 20}) and the choices it asked for.
+    bounds: dict[str, int] | None = None
+    n: int = 1
 
 
 def update_config(config: DemoConfig, changes: dict[str, Any]) -> None:
@@ -110,6 +127,10 @@ def _coerce_config_value(name: str, value: Any) -> Any:
         return Fault(value)
     if name == "fault_count" and value is None:
         return None
+    if name == "obeys_bound":
+        if value not in set(BoundObeyed):
+            raise ValueError(f"obeys_bound must be one of {', '.join(BoundObeyed)}")
+        return BoundObeyed(value)
     if name in ("usage_on_error", "stream_usage"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a boolean")
@@ -167,10 +188,11 @@ class Generation:
     words: list[str]
     truncated: bool  # cut by max_tokens rather than ending on its own
     cached_tokens: int
+    choices: int = 1  # "n": the same text once per choice, each one billed
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.words)
+        return len(self.words) * self.choices
 
     @property
     def text(self) -> str:
@@ -181,7 +203,18 @@ class Generation:
         return [word if i == 0 else " " + word for i, word in enumerate(self.words)]
 
 
-def generate_text(config: DemoConfig, prompt_tokens: int, max_tokens: int | None) -> Generation:
+def obeyed_bound(config: DemoConfig, bounds: dict[str, int]) -> int | None:
+    """The bound this server takes from the request's bound fields, per ``obeys_bound``."""
+    obeys = BoundObeyed(config.obeys_bound)
+    if obeys is BoundObeyed.NONE:
+        return None
+    names = BOUND_FIELDS if obeys is BoundObeyed.BOTH else (obeys.value,)
+    return next((bounds[name] for name in names if name in bounds), None)
+
+
+def generate_text(
+    config: DemoConfig, prompt_tokens: int, max_tokens: int | None, choices: int = 1
+) -> Generation:
     wanted = config.completion_tokens
     limit = wanted if max_tokens is None else min(wanted, max_tokens)
     return Generation(
@@ -189,6 +222,7 @@ def generate_text(config: DemoConfig, prompt_tokens: int, max_tokens: int | None
         words=list(islice(cycle(DEMO_WORDS), limit)),
         truncated=limit < wanted,
         cached_tokens=min(config.cached_tokens, prompt_tokens),
+        choices=choices,
     )
 
 
@@ -199,6 +233,8 @@ class ParsedRequest:
     include_usage: bool
     max_tokens: int | None
     prompt_tokens: int
+    bounds: dict[str, int] | None = None
+    n: int = 1
 
 
 class BadRequest(Exception):
@@ -208,15 +244,25 @@ class BadRequest(Exception):
         self.param = param
 
 
-def _read_max_tokens(body: dict[str, Any], *names: str) -> int | None:
+def _read_bounds(body: dict[str, Any], *names: str) -> dict[str, int]:
+    bounds = {}
     for name in names:
         value = body.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise BadRequest(f"{name} must be a positive integer", name)
-        return value
-    return None
+        bounds[name] = value
+    return bounds
+
+
+def _read_n(body: dict[str, Any]) -> int:
+    value = body.get("n", 1)
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
+        raise BadRequest("n must be an integer between 1 and 128", "n")
+    return value
 
 
 def _read_common(body: dict[str, Any]) -> tuple[str, list[Any], bool]:
@@ -247,12 +293,15 @@ class OpenAIDialect:
         model, messages, stream = _read_common(body)
         options = body.get("stream_options") or {}
         include_usage = bool(stream and isinstance(options, dict) and options.get("include_usage"))
+        bounds = _read_bounds(body, *BOUND_FIELDS)
         return ParsedRequest(
             model=model,
             stream=stream,
             include_usage=include_usage,
-            max_tokens=_read_max_tokens(body, "max_completion_tokens", "max_tokens"),
+            max_tokens=next(iter(bounds.values()), None),
             prompt_tokens=count_prompt_tokens(messages),
+            bounds=bounds,
+            n=_read_n(body),
         )
 
     def error_body(
@@ -279,11 +328,12 @@ class OpenAIDialect:
             "model": req.model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": {"role": "assistant", "content": gen.text},
                     "logprobs": None,
                     "finish_reason": "length" if gen.truncated else "stop",
                 }
+                for index in range(gen.choices)
             ],
             "usage": self.usage(gen),
         }
@@ -299,8 +349,12 @@ class OpenAIDialect:
         extra = {"usage": None} if req.include_usage else {}
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return _sse({**base, "choices": [choice], **extra})
+            # With n > 1 every chunk carries each choice's delta (all choices say the same).
+            choices = [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+                for index in range(gen.choices)
+            ]
+            return _sse({**base, "choices": choices, **extra})
 
         trailer = [chunk({}, "length" if gen.truncated else "stop")]
         if req.include_usage:
@@ -332,15 +386,16 @@ class AnthropicDialect:
 
     def parse(self, body: dict[str, Any]) -> ParsedRequest:
         model, messages, stream = _read_common(body)
-        max_tokens = _read_max_tokens(body, "max_tokens")
-        if max_tokens is None:
+        bounds = _read_bounds(body, "max_tokens")
+        if not bounds:
             raise BadRequest("max_tokens is required", "max_tokens")
         return ParsedRequest(
             model=model,
             stream=stream,
             include_usage=True,  # Anthropic always reports usage
-            max_tokens=max_tokens,
+            max_tokens=bounds["max_tokens"],
             prompt_tokens=count_prompt_tokens(messages, body.get("system")),
+            bounds=bounds,
         )
 
     def error_body(
@@ -465,6 +520,8 @@ class _Exchange:
             headers_x_api_key=self.x_api_key,
             fault=str(self.fault),
             content_events=self.content_events,
+            bounds=dict(req.bounds or {}) if req else None,
+            n=req.n if req else 1,
         )
         self.records.append(self.record)
         if len(self.records) > MAX_RECORDS:
@@ -637,7 +694,10 @@ async def _serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         early = await _respond_fault(request, exchange, dialect, config)
         if early is not None:
             return early
-        gen = generate_text(config, exchange.req.prompt_tokens, exchange.req.max_tokens)
+        req = exchange.req
+        gen = generate_text(
+            config, req.prompt_tokens, obeyed_bound(config, req.bounds or {}), req.n
+        )
         if exchange.req.stream:
             return await _respond_stream(request, exchange, dialect, gen, config)
         return await _respond_json(request, exchange, dialect, gen)
@@ -837,6 +897,7 @@ def run_demo_upstream(
 
 __all__ = [
     "DEMO_MODELS",
+    "BoundObeyed",
     "DemoConfig",
     "DemoUpstream",
     "Fault",

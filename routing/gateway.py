@@ -23,25 +23,27 @@ from django.conf import settings
 from billing.costs import Prices, Usage, usage_cost_micros, worst_case_micros
 from billing.ids import new_generation_id
 from billing.models import GenerationStatus, UsageSource
-from billing.money import format_credits, token_cost_micros
+from billing.money import exact_credits, token_cost_micros
 from billing.spending import (
     HoldTicket,
     KeyChanged,
     Settlement,
     SpendRefused,
+    abalance_of,
     arenew_hold,
     areserve_credits,
     asettle_generation,
+    balance_of,
     renew_hold,
     reserve_credits,
     settle_generation,
 )
-from catalog.models import WireFormat
+from catalog.models import OutputBoundField, WireFormat
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView, aget_snapshot
 from keys.auth import AuthError, KeyContext, aauthenticate, authenticate, forget_recent_key
 from lowrouter import jsonio
 from lowrouter.asyncdb import DatabaseUnavailable, run_db, statements_on_loop
-from routing import anthropic_adapter, eco_bridge, health, upstream
+from routing import anthropic_adapter, eco_bridge, health, overruns, upstream
 from routing.errors import ApiError
 from routing.replies import LastChunk, Reply
 from routing.router import RoutePlan, aroute_request, route_request
@@ -93,15 +95,21 @@ def _prices(model: ModelView, o: OfferingView) -> Prices:
 
 
 def _completion_bound(req: ChatRequest, model: ModelView) -> int:
-    # Without max_tokens the hold covers the model's whole output limit (documented policy).
+    """The output-token bound of one completion: the one the hold covers and the one the
+    upstream is sent. Without max_tokens it is the model's whole output limit (documented)."""
     return min(req.max_tokens or model.max_output_tokens, model.max_output_tokens)
+
+
+def _output_bound(call: Call) -> int:
+    """Every output token the request may produce: ``n`` completions, each up to the bound
+    (reasoning tokens included: upstreams count them inside the bound they are sent)."""
+    return _completion_bound(call.req, call.plan.model) * call.req.n
 
 
 def _worst_case(call: Call) -> int:
     model = call.plan.model
-    bound = _completion_bound(call.req, model)
     return max(
-        worst_case_micros(call.req.prompt_token_bound, bound, _prices(model, o))
+        worst_case_micros(call.req.prompt_token_bound, _output_bound(call), _prices(model, o))
         for o in call.plan.candidates
     )
 
@@ -116,7 +124,8 @@ def _refusal(call: Call, refused: SpendRefused) -> ApiError:
     )
     per_token = token_cost_micros(1_000_000, prices.completion + prices.platform_fee) / 1_000_000
     room = refused.remaining_micros - prompt_cost
-    fits = int(room // per_token) if per_token > 0 and room > 0 else 0
+    n = call.req.n
+    fits = int(room // (per_token * n)) if per_token > 0 and room > 0 else 0
     fits = min(fits, model.max_output_tokens)
     bound = _completion_bound(call.req, model)
     asked = (
@@ -124,6 +133,8 @@ def _refusal(call: Call, refused: SpendRefused) -> ApiError:
         if call.req.max_tokens
         else f"no max_tokens, so the model's full output limit of {bound} tokens is reserved"
     )
+    if n > 1:
+        asked += f", for each of n={n} completions"
     message = f"{refused.message}. The worst case of this request ({asked}) does not fit; " + (
         f"a request with max_tokens <= {fits} would."
         if fits > 0
@@ -138,8 +149,23 @@ def _refusal(call: Call, refused: SpendRefused) -> ApiError:
 def _common_headers(call: Call, balance_micros: int | None) -> dict[str, str]:
     headers = {"X-Request-ID": call.request_id}
     if balance_micros is not None:
-        headers["X-Credit-Balance"] = format_credits(balance_micros)
+        # Micro-credit precision, as GET /credits: a request can cost less than 0.01 credit.
+        headers["X-Credit-Balance"] = exact_credits(balance_micros)
     return headers
+
+
+async def _balance_for_refusal(call: Call) -> int | None:
+    """The balance for a refused request's header: one read, on the refusal path only (a
+    refusal holds nothing, so no statement of the request path returned it). None before the
+    key is known (nothing authenticated) or when the database cannot answer."""
+    if call.key is None:
+        return None
+    try:
+        if statements_on_loop():
+            return await abalance_of(call.key.account_id)
+        return await run_db(balance_of, call.key.account_id)
+    except DatabaseUnavailable:
+        return None
 
 
 def _lowrouter_block(call: Call, offering: OfferingView, eco: dict | None) -> dict:
@@ -208,15 +234,40 @@ async def _settle(call: Call, settlement: Settlement) -> int | None:
     it runs to its end anyway, and the shield keeps the wait for it from being cancelled."""
     try:
         if statements_on_loop():
-            _, balance = await asettle_generation(hold=call.hold, outcome=settlement)
+            cost, balance = await asettle_generation(hold=call.hold, outcome=settlement)
         else:
             settling = run_db(settle_generation, hold=call.hold, outcome=settlement)
-            _, balance = await asyncio.shield(settling)
-        return balance
+            cost, balance = await asyncio.shield(settling)
     except DatabaseUnavailable:
         # The hold stays in place and the orphan reaper releases it; nothing is charged.
         log.error("settlement failed: database unavailable (generation %s)", call.generation_id)
         return None
+    if settlement.completion_tokens > _output_bound(call):
+        await _report_overrun(call, settlement, cost)
+    return balance
+
+
+async def _report_overrun(call: Call, settlement: Settlement, cost: int) -> None:
+    """The upstream produced more output than the bound it was sent: the hold did not cover it.
+    Settlement charged what the key and the wallet could still pay and kept the rest unbilled;
+    the operator is told which provider did it (log and admin banner). A rare path, so the
+    record costs a statement of its own."""
+    overrun = overruns.Overrun(
+        generation_id=call.generation_id,
+        provider=settlement.provider,
+        region=settlement.region,
+        model=settlement.resolved_model,
+        bound_tokens=_output_bound(call),
+        completion_tokens=settlement.completion_tokens,
+        unbilled_micros=max(0, settlement.cost_micros - cost),
+    )
+    overruns.log_overrun(overrun)
+    try:
+        await run_db(overruns.record_overrun, overrun)
+    except DatabaseUnavailable:
+        log.error(
+            "overrun of generation %s not recorded: database unavailable", overrun.generation_id
+        )
 
 
 def _upstream_error(failure: UpstreamFailure) -> ApiError:
@@ -314,14 +365,13 @@ def _reserve_args(call: Call) -> dict:
 
 
 async def _begin(
-    request_id: str, authorization: str | None, raw_body: bytes, region_header: str | None = None
-) -> Call:
-    call = Call(request_id=request_id, snapshot=await aget_snapshot())
+    call: Call, authorization: str | None, raw_body: bytes, region_header: str | None = None
+) -> None:
+    call.snapshot = await aget_snapshot()
     if statements_on_loop():
         await _admit_on_loop(call, authorization, raw_body, region_header)
     else:
         await run_db(_admit, call, authorization, raw_body, region_header)
-    return call
 
 
 async def chat_completion(
@@ -331,10 +381,12 @@ async def chat_completion(
     request_id: str,
     region_header: str | None = None,
 ) -> Reply:
+    call = Call(request_id=request_id)
     try:
-        call = await _begin(request_id, authorization, raw_body, region_header)
+        await _begin(call, authorization, raw_body, region_header)
     except ApiError as err:
-        return err.reply({"X-Request-ID": request_id})
+        # Refused after authentication (402, 429, 403, 400...): the balance still goes back.
+        return err.reply(_common_headers(call, await _balance_for_refusal(call)))
     except DatabaseUnavailable:
         return ApiError(
             503, "database_unavailable", "The gateway cannot reach its database; retry shortly."
@@ -345,11 +397,16 @@ async def chat_completion(
 
 
 def _payload(call: Call, offering: OfferingView) -> dict:
-    payload = upstream_payload(call.req, offering.upstream_model, None)
+    """The upstream body, carrying exactly the bound the hold was sized for, in the one field
+    this upstream obeys (Messages: max_tokens; OpenAI-compatible: the provider's catalogue
+    ``output_bound_field``). Always sent: without it an upstream may generate past the hold."""
+    field = offering.output_bound_field
     if offering.wire_format == WireFormat.ANTHROPIC:
-        # Messages requires max_tokens: send the bound the hold was sized for.
-        payload["max_tokens"] = _completion_bound(call.req, call.plan.model)
-    return payload
+        field = OutputBoundField.MAX_TOKENS
+    bound = _completion_bound(call.req, call.plan.model)
+    return upstream_payload(
+        call.req, offering.upstream_model, output_bound=bound, bound_field=field
+    )
 
 
 async def _complete(call: Call) -> Reply:

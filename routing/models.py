@@ -26,3 +26,28 @@ class AccountRoutingPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"routing policy of account {self.account_id}"
+
+
+class UpstreamOverrun(models.Model):
+    """A response with more output tokens than the bound the upstream was sent.
+
+    The credit hold covers exactly that bound, so what lies beyond it may be paid to the
+    provider and not recovered: settlement charges only what the key's limits and the wallet
+    still allow and keeps the rest as the generation's ``unbilled_micros``. One row per
+    incident, written off the success path; the admin index shows the last days' by provider.
+    """
+
+    created_at = models.DateTimeField(db_index=True)
+    generation_id = models.CharField(max_length=40)
+    provider = models.CharField(max_length=64)
+    region = models.CharField(max_length=32)
+    model = models.CharField(max_length=200)
+    bound_tokens = models.BigIntegerField(help_text="Output tokens the upstream was allowed.")
+    completion_tokens = models.BigIntegerField(help_text="Output tokens it reported.")
+    unbilled_micros = models.BigIntegerField(help_text="What settlement could not charge.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.region}: {self.completion_tokens} > {self.bound_tokens}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
+from catalog.models import WireFormat
 from catalog.snapshot import CatalogSnapshot, ModelView, OfferingView
 from keys.auth import KeyContext
 from lowrouter.asyncdb import refresh_in_background, run_db
@@ -58,6 +59,7 @@ class _Layers:
     request: RequestConstraints
     key: KeyContext
     account: AccountPolicy
+    n: int = 1
 
     @property
     def region(self) -> str:
@@ -81,6 +83,12 @@ class _Step:
     name: str
     code: str
     test: Callable[[_Layers, OfferingView, dict[Slot, SlotHealth]], str]
+
+
+def _choices(layers: _Layers, o: OfferingView, __: dict) -> str:
+    # Messages answers one completion per request: n > 1 sent there would be billed as one
+    # and answered as one, so such a request only goes to OpenAI-compatible upstreams.
+    return "n" if layers.n > 1 and o.wire_format == WireFormat.ANTHROPIC else ""
 
 
 def _operator(_: _Layers, o: OfferingView, __: dict) -> str:
@@ -137,6 +145,7 @@ def _healthy(_: _Layers, o: OfferingView, health: dict[Slot, SlotHealth]) -> str
 # The operator's state is checked after the caller's limits, so that a pin to a provider or region
 # whose only offering is switched off answers with that reason rather than "nothing there".
 STEPS = (
+    _Step("choices", "n_not_supported", _choices),
     _Step("request_provider", "no_allowed_provider", _request_provider),
     _Step("request_region", "no_provider_in_region", _request_region),
     _Step("key_region", "no_provider_in_region", _key_region),
@@ -145,7 +154,7 @@ STEPS = (
     _Step("operator", "", _operator),
     _Step("health", "all_candidates_unhealthy", _healthy),
 )
-_OPERATOR_STEP = 5
+_OPERATOR_STEP = next(i for i, step in enumerate(STEPS) if step.name == "operator")
 _CAPABILITY_STEP = -1
 
 
@@ -176,7 +185,7 @@ def _layers_for(req: ChatRequest, key: KeyContext, policy: AccountPolicy, header
                 "allow (fixed provider, allowlist or denylist).",
                 request.providers_source.split("+")[0],
             )
-    return _Layers(request=request, key=key, account=policy)
+    return _Layers(request=request, key=key, account=policy, n=req.n)
 
 
 def _context_fits(req: ChatRequest, model: ModelView) -> bool:
@@ -307,6 +316,14 @@ def _nothing_eligible(
             f"{names} is not available right now ({detail}).",
         )
     step = STEPS[furthest]
+    if step.code == "n_not_supported":
+        return ApiError(
+            400,
+            "invalid_request",
+            f"'n' > 1 is not supported by the providers of {names} (Anthropic's Messages API "
+            "answers one completion per request); send n=1, once per completion you need.",
+            param="n",
+        )
     if step.code == "no_provider_in_region":
         return ApiError(
             503,

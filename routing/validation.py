@@ -7,6 +7,8 @@ from routing.errors import ApiError, invalid_request
 
 # Fields the gateway reads itself and never forwards upstream.
 GATEWAY_FIELDS = frozenset({"route", "provider", "models"})
+# The two OpenAI fields that bound a completion's length; the gateway sends one of them.
+BOUND_FIELDS = frozenset({"max_tokens", "max_completion_tokens"})
 MAX_TOKENS_CEILING = 10_000_000
 _MAX_NESTING = 64
 
@@ -39,6 +41,9 @@ class ChatRequest:
     model: str
     messages: list
     stream: bool
+    # The caller's output-token bound per completion: the smaller of max_tokens and
+    # max_completion_tokens when both are given (None when neither is). The gateway sends one
+    # bound upstream, the one its hold covers (routing/gateway.py).
     max_tokens: int | None
     client_wants_usage: bool
     # An upper bound on the prompt's tokens: a byte-level BPE token covers at least one byte of
@@ -47,6 +52,8 @@ class ChatRequest:
     route: dict = field(default_factory=dict)
     user: str | None = None
     needs: frozenset[str] = frozenset()
+    # Completions asked for ("n"): the upstream bills each one up to the bound.
+    n: int = 1
 
 
 def _depth_ok(value: object, depth: int = 0) -> bool:
@@ -175,18 +182,25 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         route=body.get("route") or {},
         user=user,
         needs=frozenset(needs),
+        n=body.get("n") or 1,
     )
 
 
-def upstream_payload(req: ChatRequest, upstream_model: str, max_tokens: int | None) -> dict:
-    """The body sent upstream: the caller's, minus gateway fields, with the upstream model name.
+def upstream_payload(
+    req: ChatRequest, upstream_model: str, *, output_bound: int, bound_field: str
+) -> dict:
+    """The body sent upstream: the caller's, minus gateway fields, with the upstream model name
+    and exactly one output-token bound, ``output_bound`` in ``bound_field``.
 
-    Usage is always requested on streams so a streamed request is billed like a plain one.
+    Both OpenAI bound fields are replaced: an upstream that obeys the other one would otherwise
+    generate past the bound the credit hold covers. Usage is always requested on streams so a
+    streamed request is billed like a plain one.
     """
-    payload = {k: v for k, v in req.body.items() if k not in GATEWAY_FIELDS}
+    payload = {
+        k: v for k, v in req.body.items() if k not in GATEWAY_FIELDS and k not in BOUND_FIELDS
+    }
     payload["model"] = upstream_model
-    if max_tokens is not None and "max_completion_tokens" not in payload:
-        payload["max_tokens"] = max_tokens
+    payload[bound_field] = output_bound
     if req.stream:
         payload["stream_options"] = {
             **(req.body.get("stream_options") or {}),

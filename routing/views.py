@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 
 from billing.models import Generation
-from billing.money import format_credits
+from billing.money import exact_credits
 from billing.spending import account_credits, balance_of, key_spend_status
 from catalog.filters import FilterError, filter_models
 from catalog.presenters import model_to_api
@@ -68,7 +68,7 @@ def read_endpoint(*, key_required: bool) -> Callable:
             else:
                 resp = JsonResponse(data)
             if caller is not None:
-                resp["X-Credit-Balance"] = format_credits(balance_of(caller.account_id))
+                resp["X-Credit-Balance"] = exact_credits(balance_of(caller.account_id))
             return resp
 
         return wrapper

@@ -16,6 +16,10 @@
 --     reservation, overrun or operator took it in between: then the wallet, now locked, is
 --     read again and the generation record (never the ledger) is corrected before the commit.
 --     The ledger row comes after the wallet's UPDATE: the one insert under the wallet's lock.
+--   * A charge beyond the released hold (an upstream that overran the bound it was sent) is
+--     capped at what the key's day and month limits leave (p_day_limit, p_month_limit: the
+--     limits the hold was checked against) as well as at the wallet; the rest is the record's
+--     unbilled_micros. That path locks the wallet then the key's spend, as the reservation does.
 --   * Its commit does not wait for the WAL flush (~0.8 ms per answer). Only a PostgreSQL crash
 --     can lose the last moment's commits (at most three wal_writer_delay periods); the WAL is
 --     replayed in order, so a settlement survives whole or not at all, and the hold it would
@@ -37,12 +41,14 @@
 
 CREATE OR REPLACE FUNCTION lowrouter_settle(
     p_hold bigint, p_account bigint, p_key bigint, p_amount bigint, p_day date, p_month date,
-    p_charge bigint, p_generation jsonb,
+    p_day_limit bigint, p_month_limit bigint, p_charge bigint, p_generation jsonb,
     OUT cost bigint, OUT balance bigint
 ) LANGUAGE plpgsql AS $$
 DECLARE
     released bigint := 0;
     spendable bigint;
+    day_used bigint;
+    month_used bigint;
     gen_id text := p_generation->>'id';
     completed timestamptz := (p_generation->>'completed_at')::timestamptz;
 BEGIN
@@ -53,12 +59,34 @@ BEGIN
     IF FOUND THEN
         released := p_amount;
     END IF;
-    -- What the wallet can pay, read without a lock (checked again by the wallet's UPDATE).
-    -- The debit never takes credit other open holds were promised; what does not fit stays on
-    -- the record as unbilled.
-    SELECT balance_micros - (reserved_micros - released) INTO spendable
-      FROM billing_wallet WHERE account_id = p_account;
-    cost := LEAST(p_charge, GREATEST(0, COALESCE(spendable, 0)));
+    -- The debit never takes credit other open holds were promised, so the balance never goes
+    -- below zero; what does not fit stays on the record as unbilled.
+    IF p_charge > released THEN
+        -- Beyond the hold (an upstream past its bound, or a hold the reaper took back), which
+        -- is rare: the key pays only what its day and month limits leave after every other
+        -- open hold. Locked in the reservation's order, the wallet then the key's spend, so
+        -- this path cannot deadlock with a reservation.
+        SELECT balance_micros - (reserved_micros - released) INTO spendable
+          FROM billing_wallet WHERE account_id = p_account FOR UPDATE;
+        SELECT max(used) FILTER (WHERE period = 'day'), max(used) FILTER (WHERE period = 'month')
+          INTO day_used, month_used
+          FROM (SELECT period, spent_micros + reserved_micros AS used FROM billing_keyspend
+                 WHERE key_id = p_key AND ((period = 'day' AND period_start = p_day)
+                                        OR (period = 'month' AND period_start = p_month))
+                   FOR UPDATE) AS spend;
+        cost := LEAST(
+            p_charge,
+            GREATEST(0, COALESCE(spendable, 0)),
+            GREATEST(0, p_day_limit - (COALESCE(day_used, 0) - released)),
+            GREATEST(0, p_month_limit - (COALESCE(month_used, 0) - released))
+        );
+    ELSE
+        -- Within the hold: what the wallet can pay, read without a lock (checked again by the
+        -- wallet's UPDATE below).
+        SELECT balance_micros - (reserved_micros - released) INTO spendable
+          FROM billing_wallet WHERE account_id = p_account;
+        cost := LEAST(p_charge, GREATEST(0, COALESCE(spendable, 0)));
+    END IF;
     INSERT INTO billing_generation
     SELECT * FROM jsonb_populate_record(
         NULL::billing_generation,

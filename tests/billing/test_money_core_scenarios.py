@@ -197,6 +197,39 @@ def test_a_cost_beyond_what_the_balance_can_pay_is_kept_as_unbilled():
     assert_books_exact(f)
 
 
+def test_a_cost_beyond_the_hold_is_charged_only_up_to_the_key_limits():
+    f = make_funded(
+        credits=Decimal("10"), daily_credit_limit=Decimal("1"), monthly_credit_limit=Decimal("1.5")
+    )
+    other = reserve(f, 200_000)
+    hold = reserve(f, 100_000)
+    # The upstream ignored the bound: 5,000,000 is due; the day (1,000,000) has 800,000 left
+    # once `other` keeps what it was promised.
+    late = outcome(5_000_000)
+    assert settle(hold=hold, outcome=late) == (800_000, 10_000_000 - 800_000)
+    gen = Generation.objects.get(pk=late.generation_id)
+    assert (gen.cost_micros, gen.unbilled_micros) == (800_000, 4_200_000)
+    assert LedgerEntry.objects.get(generation=gen).amount_micros == -800_000
+    assert spend_rows(f) == {"day": (800_000, 200_000), "month": (800_000, 200_000)}
+    assert DailyUsage.objects.get(account=f.user).cost_micros == 800_000
+    settle(hold=other, outcome=outcome(200_000))
+    assert spend_rows(f) == {"day": (1_000_000, 0), "month": (1_000_000, 0)}
+
+    # A hold the reaper took back no longer reserves anything: the key's room alone decides,
+    # here the month's on a new day (1,500,000 less the 1,000,000 spent).
+    tomorrow = timezone.now() + timedelta(days=1)
+    if tomorrow.month != timezone.now().month:
+        tomorrow = timezone.now()
+        KeySpend.objects.filter(key=f.key, period="day").update(spent_micros=0)
+    reaped = reserve(f, 100_000, now=tomorrow)
+    Hold.objects.filter(pk=reaped.hold_id).update(created_at=timezone.now() - timedelta(hours=1))
+    assert release_orphaned_holds() == 1
+    assert settle(hold=reaped, outcome=outcome(2_500_000))[0] == 500_000
+    month = KeySpend.objects.get(key=f.key, period="month")
+    assert month.spent_micros == 1_500_000 == credits_to_micros(Decimal("1.5"))
+    assert_books_exact(f)
+
+
 def test_nothing_is_billed_when_nothing_is_left_to_pay():
     f = make_funded(credits=Decimal("1"))
     hold = reserve(f, 1_000_000)

@@ -32,6 +32,7 @@ def form_data(provider: Provider, **extra: str) -> dict[str, str]:
         "id": provider.id,
         "name": provider.name,
         "wire_format": "openai",
+        "output_bound_field": "max_tokens",
         "base_url": provider.base_url,
         "credential_env": "",
         "requires_credential": "on",
