@@ -243,6 +243,8 @@ class _Reservation:
             raise _spend_refused(
                 refused, remaining, key_name=self.key_name, limits=self.limits, now=self.now
             )
+        # Not refused: the reservation made a hold and read the balance.
+        assert hold_id is not None and balance is not None
         return HoldTicket(
             hold_id=hold_id,
             account_id=self.account_id,
@@ -330,12 +332,17 @@ async def areserve_credits(
         now,
         key_fingerprint,
     )
-    return r.ticket(*await fetch_one_on_loop(_RESERVE_CALL, r.call_args()))
+    row = await fetch_one_on_loop(_RESERVE_CALL, r.call_args())
+    assert row is not None  # the function always answers one row
+    return r.ticket(*row)
 
 
 def reserve_by_function(r: _Reservation) -> tuple[str | None, int | None, int | None, int]:
     """``lowrouter_reserve``: (refused, hold_id, balance, remaining) in one round trip."""
-    return fetch_one(_RESERVE_CALL, r.call_args())
+    row = fetch_one(_RESERVE_CALL, r.call_args())
+    assert row is not None  # the function always answers one row
+    refused, hold_id, balance, remaining = row
+    return refused, hold_id, balance, remaining
 
 
 class _Refused(Exception):
@@ -502,7 +509,9 @@ def settle_generation(
 
 def settle_by_function(hold: HoldTicket, gen: dict, charge: int) -> tuple[int, int]:
     """``lowrouter_settle``: (cost, balance) in one round trip."""
-    cost, balance = fetch_one(_SETTLE_CALL, _settle_args(hold, gen, charge))
+    row = fetch_one(_SETTLE_CALL, _settle_args(hold, gen, charge))
+    assert row is not None  # the function always answers one row
+    cost, balance = row
     return cost, balance
 
 
@@ -512,9 +521,11 @@ async def asettle_generation(*, hold: HoldTicket, outcome: Settlement) -> tuple[
     after the settlement is written, so no request is left with its hold and no record."""
     gen = _generation_row(hold, outcome)
     charge = max(0, outcome.cost_micros)
-    cost, balance = await fetch_one_on_loop(
+    row = await fetch_one_on_loop(
         _SETTLE_CALL, _settle_args(hold, gen, charge), finish_if_cancelled=True
     )
+    assert row is not None  # the function always answers one row
+    cost, balance = row
     return cost, balance
 
 

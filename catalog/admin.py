@@ -277,7 +277,7 @@ class PriceChangeAdmin(admin.ModelAdmin):
         return False
 
     # The change permission is the one to decide on a proposed price; the admin's change form
-    # stays closed (has_change_permission), since a decision goes through catalog.prices.
+    # stays closed (has_change_permission), since a decision goes through catalog.price_changes.
     @admin.action(description="Approve selected price changes")
     @require_permission("catalog.change_pricechange")
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -436,7 +436,9 @@ class StreamTranslator:
         return []
 
 
-class _HasData(Protocol):
+class SseData(Protocol):
+    """What the relay reads of an SSE event: its payload (an upstream event or a translated one)."""
+
     data: str
 
 
@@ -449,9 +451,7 @@ class _Event:
         self.data = data
 
 
-async def translate_events(
-    events: AsyncIterator[_HasData], *, model: str
-) -> AsyncIterator[_HasData]:
+async def translate_events(events: AsyncIterator[SseData], *, model: str) -> AsyncIterator[SseData]:
     """Wrap the upstream's SSE events so the gateway reads OpenAI chunks from them.
 
     An event that is not JSON is passed through untouched, so the gateway's own malformed-

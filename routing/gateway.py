@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -67,25 +67,54 @@ def request_id_from(header: str | None) -> str:
 
 
 @dataclass
-class Call:
-    """The state of one request as it moves through the path."""
+class Arrival:
+    """A request before admission: what is known before its key and body are checked."""
 
     request_id: str
+    snapshot: CatalogSnapshot
     generation_id: str = field(default_factory=new_generation_id)
     # Read once and used for the whole request (key expiry, spend periods, the record).
     created_at: datetime = field(default_factory=partial(datetime.now, UTC))
     started: float = field(default_factory=time.monotonic)
-    key: KeyContext | None = None
-    req: ChatRequest | None = None
-    plan: RoutePlan | None = None
-    hold: HoldTicket | None = None
-    snapshot: CatalogSnapshot | None = None
+    # Set once the key is authenticated: whose balance a refusal reports.
+    account_id: int | None = None
+
+
+@dataclass
+class Call:
+    """An admitted request: authenticated, parsed, routed, its worst case held. Built only by
+    admission, whole, so nothing after it handles a half-built request."""
+
+    request_id: str
+    snapshot: CatalogSnapshot
+    generation_id: str
+    created_at: datetime
+    started: float
+    key: KeyContext
+    req: ChatRequest
+    plan: RoutePlan
+    hold: HoldTicket
+
+    @classmethod
+    def admitted(
+        cls, a: Arrival, key: KeyContext, req: ChatRequest, plan: RoutePlan, hold: HoldTicket
+    ) -> "Call":
+        return cls(
+            a.request_id, a.snapshot, a.generation_id, a.created_at, a.started, key, req, plan, hold
+        )
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
 
+    @property
+    def output_bound(self) -> int:
+        return _output_bound(self.req, self.plan)
+
 
 def _prices(model: ModelView, o: OfferingView) -> Prices:
+    # The router keeps only offerings with EUR prices (one it cannot convert is removed as
+    # fx_unavailable), so every candidate has both.
+    assert o.prompt_eur is not None and o.completion_eur is not None
     return Prices(
         prompt=o.prompt_eur,
         completion=o.completion_eur,
@@ -100,37 +129,37 @@ def _completion_bound(req: ChatRequest, model: ModelView) -> int:
     return min(req.max_tokens or model.max_output_tokens, model.max_output_tokens)
 
 
-def _output_bound(call: Call) -> int:
+def _output_bound(req: ChatRequest, plan: RoutePlan) -> int:
     """Every output token the request may produce: ``n`` completions, each up to the bound
     (reasoning tokens included: upstreams count them inside the bound they are sent)."""
-    return _completion_bound(call.req, call.plan.model) * call.req.n
+    return _completion_bound(req, plan.model) * req.n
 
 
-def _worst_case(call: Call) -> int:
-    model = call.plan.model
+def _worst_case(req: ChatRequest, plan: RoutePlan) -> int:
+    bound = _output_bound(req, plan)
     return max(
-        worst_case_micros(call.req.prompt_token_bound, _output_bound(call), _prices(model, o))
-        for o in call.plan.candidates
+        worst_case_micros(req.prompt_token_bound, bound, _prices(plan.model, o))
+        for o in plan.candidates
     )
 
 
-def _refusal(call: Call, refused: SpendRefused) -> ApiError:
+def _refusal(req: ChatRequest, plan: RoutePlan, refused: SpendRefused) -> ApiError:
     """Turn a refused reservation into an error that says what is left and what would fit."""
-    model = call.plan.model
-    worst = max(call.plan.candidates, key=lambda o: o.completion_eur + o.prompt_eur)
+    model = plan.model
+    worst = max(plan.candidates, key=lambda o: (o.completion_eur or 0) + (o.prompt_eur or 0))
     prices = _prices(model, worst)
     prompt_cost = token_cost_micros(
-        call.req.prompt_token_bound, prices.prompt + prices.platform_fee, round_up=True
+        req.prompt_token_bound, prices.prompt + prices.platform_fee, round_up=True
     )
     per_token = token_cost_micros(1_000_000, prices.completion + prices.platform_fee) / 1_000_000
     room = refused.remaining_micros - prompt_cost
-    n = call.req.n
+    n = req.n
     fits = int(room // (per_token * n)) if per_token > 0 and room > 0 else 0
     fits = min(fits, model.max_output_tokens)
-    bound = _completion_bound(call.req, model)
+    bound = _completion_bound(req, model)
     asked = (
-        f"max_tokens={call.req.max_tokens}"
-        if call.req.max_tokens
+        f"max_tokens={req.max_tokens}"
+        if req.max_tokens
         else f"no max_tokens, so the model's full output limit of {bound} tokens is reserved"
     )
     if n > 1:
@@ -146,30 +175,30 @@ def _refusal(call: Call, refused: SpendRefused) -> ApiError:
     return ApiError(refused.status, refused.code, message, headers=headers)
 
 
-def _common_headers(call: Call, balance_micros: int | None) -> dict[str, str]:
-    headers = {"X-Request-ID": call.request_id}
+def _common_headers(request_id: str, balance_micros: int | None) -> dict[str, str]:
+    headers = {"X-Request-ID": request_id}
     if balance_micros is not None:
         # Micro-credit precision, as GET /credits: a request can cost less than 0.01 credit.
         headers["X-Credit-Balance"] = exact_credits(balance_micros)
     return headers
 
 
-async def _balance_for_refusal(call: Call) -> int | None:
+async def _balance_for_refusal(arrival: Arrival) -> int | None:
     """The balance for a refused request's header: one read, on the refusal path only (a
     refusal holds nothing, so no statement of the request path returned it). None before the
     key is known (nothing authenticated) or when the database cannot answer."""
-    if call.key is None:
+    if arrival.account_id is None:
         return None
     try:
         if statements_on_loop():
-            return await abalance_of(call.key.account_id)
-        return await run_db(balance_of, call.key.account_id)
+            return await abalance_of(arrival.account_id)
+        return await run_db(balance_of, arrival.account_id)
     except DatabaseUnavailable:
         return None
 
 
 def _lowrouter_block(call: Call, offering: OfferingView, eco: dict | None) -> dict:
-    block = {
+    block: dict[str, object] = {
         "generation_id": call.generation_id,
         "provider": offering.provider_id,
         "region": offering.region,
@@ -242,7 +271,7 @@ async def _settle(call: Call, settlement: Settlement) -> int | None:
         # The hold stays in place and the orphan reaper releases it; nothing is charged.
         log.error("settlement failed: database unavailable (generation %s)", call.generation_id)
         return None
-    if settlement.completion_tokens > _output_bound(call):
+    if settlement.completion_tokens > call.output_bound:
         await _report_overrun(call, settlement, cost)
     return balance
 
@@ -257,7 +286,7 @@ async def _report_overrun(call: Call, settlement: Settlement, cost: int) -> None
         provider=settlement.provider,
         region=settlement.region,
         model=settlement.resolved_model,
-        bound_tokens=_output_bound(call),
+        bound_tokens=call.output_bound,
         completion_tokens=settlement.completion_tokens,
         unbilled_micros=max(0, settlement.cost_micros - cost),
     )
@@ -294,43 +323,45 @@ def _upstream_error(failure: UpstreamFailure) -> ApiError:
 
 
 def _admit(
-    call: Call, authorization: str | None, raw_body: bytes, region_header: str | None
-) -> None:
+    a: Arrival, authorization: str | None, raw_body: bytes, region_header: str | None
+) -> Call:
     """Authenticate, parse, route and reserve: everything before the upstream call, in this
     order (so a bad key is a 401 whatever the body), as one unit of work in a database thread.
     One hand-off from the event loop instead of two; the routing between the two queries reads
     only in-process copies."""
     try:
-        call.key = authenticate(authorization, now=call.created_at)
+        key = authenticate(authorization, now=a.created_at)
     except AuthError as exc:
         raise ApiError(401, exc.code, exc.message) from exc
-    call.req = parse_chat_request(raw_body)
-    call.plan = route_request(call.snapshot, call.req, call.key, region_header=region_header)
+    a.account_id = key.account_id
+    req = parse_chat_request(raw_body)
+    plan = route_request(a.snapshot, req, key, region_header=region_header)
     try:
-        call.hold = reserve_credits(**_reserve_args(call))
+        hold = reserve_credits(**_reserve_args(a, key, req, plan))
     except SpendRefused as refused:
-        raise _refusal(call, refused) from refused
+        raise _refusal(req, plan, refused) from refused
+    return Call.admitted(a, key, req, plan, hold)
 
 
 async def _admit_on_loop(
-    call: Call, authorization: str | None, raw_body: bytes, region_header: str | None
-) -> None:
+    a: Arrival, authorization: str | None, raw_body: bytes, region_header: str | None
+) -> Call:
     """``_admit`` on the event loop (PostgreSQL), each statement sent from the loop. A key this
     process has seen before is taken from memory, with no authentication query: the reservation
     checks its row in the same statement and refuses if it is no longer usable or no longer as
     read (KeyChanged), and the key is then read afresh and the request routed again. A routing
     refusal made on a remembered key is likewise only given after reading the key afresh."""
+    req: ChatRequest | None = None
     for fresh in (False, True):
         try:
-            call.key = await aauthenticate(authorization, now=call.created_at, recent=not fresh)
+            key = await aauthenticate(authorization, now=a.created_at, recent=not fresh)
         except AuthError as exc:
             raise ApiError(401, exc.code, exc.message) from exc
-        if call.req is None:
-            call.req = parse_chat_request(raw_body)
+        a.account_id = key.account_id
+        if req is None:
+            req = parse_chat_request(raw_body)
         try:
-            call.plan = await aroute_request(
-                call.snapshot, call.req, call.key, region_header=region_header
-            )
+            plan = await aroute_request(a.snapshot, req, key, region_header=region_header)
         except ApiError:
             if fresh:
                 raise
@@ -338,40 +369,38 @@ async def _admit_on_loop(
             forget_recent_key(authorization)
             continue
         try:
-            call.hold = await areserve_credits(
-                **_reserve_args(call), key_fingerprint=call.key.fingerprint
+            hold = await areserve_credits(
+                **_reserve_args(a, key, req, plan), key_fingerprint=key.fingerprint
             )
-            return
+            return Call.admitted(a, key, req, plan, hold)
         except KeyChanged:
             forget_recent_key(authorization)
         except SpendRefused as refused:
-            raise _refusal(call, refused) from refused
+            raise _refusal(req, plan, refused) from refused
     # Changed again between two consecutive statements: an edit racing this request.
     raise ApiError(
         503, "key_changed", "The API key was changed while this request was admitted; retry."
     )
 
 
-def _reserve_args(call: Call) -> dict:
+def _reserve_args(a: Arrival, key: KeyContext, req: ChatRequest, plan: RoutePlan) -> dict:
     return {
-        "account_id": call.key.account_id,
-        "key_id": call.key.key_id,
-        "key_name": call.key.key_name,
-        "daily_limit": call.key.daily_credit_limit,
-        "monthly_limit": call.key.monthly_credit_limit,
-        "amount_micros": _worst_case(call),
-        "now": call.created_at,
+        "account_id": key.account_id,
+        "key_id": key.key_id,
+        "key_name": key.key_name,
+        "daily_limit": key.daily_credit_limit,
+        "monthly_limit": key.monthly_credit_limit,
+        "amount_micros": _worst_case(req, plan),
+        "now": a.created_at,
     }
 
 
 async def _begin(
-    call: Call, authorization: str | None, raw_body: bytes, region_header: str | None = None
-) -> None:
-    call.snapshot = await aget_snapshot()
+    a: Arrival, authorization: str | None, raw_body: bytes, region_header: str | None = None
+) -> Call:
     if statements_on_loop():
-        await _admit_on_loop(call, authorization, raw_body, region_header)
-    else:
-        await run_db(_admit, call, authorization, raw_body, region_header)
+        return await _admit_on_loop(a, authorization, raw_body, region_header)
+    return await run_db(_admit, a, authorization, raw_body, region_header)
 
 
 async def chat_completion(
@@ -381,12 +410,12 @@ async def chat_completion(
     request_id: str,
     region_header: str | None = None,
 ) -> Reply:
-    call = Call(request_id=request_id)
+    arrival = Arrival(request_id=request_id, snapshot=await aget_snapshot())
     try:
-        await _begin(call, authorization, raw_body, region_header)
+        call = await _begin(arrival, authorization, raw_body, region_header)
     except ApiError as err:
         # Refused after authentication (402, 429, 403, 400...): the balance still goes back.
-        return err.reply(_common_headers(call, await _balance_for_refusal(call)))
+        return err.reply(_common_headers(request_id, await _balance_for_refusal(arrival)))
     except DatabaseUnavailable:
         return ApiError(
             503, "database_unavailable", "The gateway cannot reach its database; retry shortly."
@@ -445,7 +474,7 @@ async def _complete(call: Call) -> Reply:
                 error_code=_upstream_error(exc).code,
             )
             balance = await _settle(call, settlement)
-            return _upstream_error(exc).reply(_common_headers(call, balance))
+            return _upstream_error(exc).reply(_common_headers(call.request_id, balance))
         trace.add_attempt(*slot, AttemptOutcome.OK, started)
         health.note_success(slot, first_byte_ms)
         usage = Usage.from_openai(data.get("usage"))
@@ -461,7 +490,7 @@ async def _complete(call: Call) -> Reply:
         data["lowrouter"] = _lowrouter_block(call, offering, settlement.eco.get("block"))
         headers = {
             "Content-Type": "application/json",
-            **_common_headers(call, balance),
+            **_common_headers(call.request_id, balance),
             **_served_headers(call, offering),
         }
         return Reply(200, headers, jsonio.dumps(data))
@@ -480,7 +509,7 @@ async def _fail(call: Call, failure: UpstreamFailure | None) -> Reply:
         error_code=err.code,
     )
     balance = await _settle(call, settlement)
-    return err.reply(_common_headers(call, balance))
+    return err.reply(_common_headers(call.request_id, balance))
 
 
 def _attempt_order(call: Call) -> list[OfferingView]:
@@ -513,7 +542,7 @@ async def _stream(call: Call) -> Reply:
         try:
             resp = await upstream.post_json(offering, "/chat/completions", payload)
             first_byte_ms = int((time.monotonic() - started) * 1000)
-            events = upstream.iter_sse(resp)
+            events: AsyncIterator[anthropic_adapter.SseData] = upstream.iter_sse(resp)
             if offering.wire_format == WireFormat.ANTHROPIC:
                 events = anthropic_adapter.translate_events(events, model=call.plan.model.id)
             # Failover is only possible before the first byte reaches the client, so the
@@ -539,7 +568,7 @@ async def _stream(call: Call) -> Reply:
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no",
-                **_common_headers(call, call.hold.balance_micros),
+                **_common_headers(call.request_id, call.hold.balance_micros),
                 **_served_headers(call, offering),
             }
             return Reply(200, headers, stream=_relay(call, offering, resp, events, first_chunk))
@@ -561,7 +590,7 @@ async def _stream(call: Call) -> Reply:
                 error_code=_upstream_error(failure).code,
             )
             balance = await _settle(call, settlement)
-            return _upstream_error(failure).reply(_common_headers(call, balance))
+            return _upstream_error(failure).reply(_common_headers(call.request_id, balance))
     return await _fail(call, failure)
 
 
@@ -631,9 +660,9 @@ async def _relay(
     call: Call,
     offering: OfferingView,
     resp: upstream.Response,
-    events: AsyncIterator[upstream.SseEvent],
+    events: AsyncIterator[anthropic_adapter.SseData],
     first_chunk: dict,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Relay the upstream stream chunk by chunk, then the summary and ``[DONE]``.
 
     Finish chunks are held back to carry the ``lowrouter`` summary (a chunk whose ``choices``
@@ -683,15 +712,16 @@ async def _relay(
             if event.data == "[DONE]":
                 break
             try:
-                chunk = jsonio.loads(event.data)
+                parsed = jsonio.loads(event.data)
             except ValueError:
                 raise UpstreamFailure(
                     FailureKind.MALFORMED, "The upstream sent a malformed chunk."
                 ) from None
-            if not isinstance(chunk, dict):
+            if not isinstance(parsed, dict):
                 raise UpstreamFailure(
                     FailureKind.MALFORMED, "The upstream sent an unexpected chunk."
                 )
+            chunk = parsed
         if not finished:
             raise UpstreamFailure(FailureKind.CUT, "The upstream stream ended without finishing.")
         interrupted = False

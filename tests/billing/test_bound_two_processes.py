@@ -12,15 +12,16 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from routing.demo_upstream import BoundObeyed
 
 from billing.ledger import ledger_sum
 from billing.models import Generation, Hold, KeySpend, Wallet
 from billing.money import credits_to_micros
 from catalog.models import OutputBoundField, Provider
 from catalog.snapshot import mark_catalog_changed
+from devtools.demo_upstream import BoundObeyed
 from routing.models import UpstreamOverrun
-from tests.conftest import ON_POSTGRES, ON_REDIS, make_funded
+from tests.conftest import ON_POSTGRES, ON_REDIS
+from tests.factories import make_funded
 from tests.routing.test_failover_shared_health import start_shared_gateways
 
 pytestmark = pytest.mark.skipif(

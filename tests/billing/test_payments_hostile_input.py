@@ -5,12 +5,12 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
-from payments_helpers import FakeStripe
 
 from accounts.models import User
 from billing.checkout import TopUpError, quote_topup
 from billing.models import TopUp
 from billing.money import parse_eur
+from tests.billing.payments_helpers import FakeStripe
 
 pytestmark = pytest.mark.django_db
 

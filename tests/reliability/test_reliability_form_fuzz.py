@@ -18,11 +18,11 @@ from html.parser import HTMLParser
 from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
-from billing.accounts import create_account
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts.models import BillingProfile
+from billing.onboarding import create_account
 
 SEED = 16
 SKIPPED_PREFIXES = ("admin/", "api/")

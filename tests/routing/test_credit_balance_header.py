@@ -8,7 +8,8 @@ import httpx
 from billing.models import Generation, Wallet
 from billing.money import micros_to_credits
 from catalog.snapshot import mark_catalog_changed
-from tests.conftest import add_model, make_funded
+from tests.conftest import add_model
+from tests.factories import make_funded
 
 BODY = {"model": "demo/echo-small", "messages": [{"role": "user", "content": "hi"}]}
 

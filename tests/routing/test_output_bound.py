@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from routing.demo_upstream import BoundObeyed
 
 from billing.costs import Usage
 from billing.ledger import ledger_sum
@@ -16,8 +15,9 @@ from billing.models import Generation, Hold, KeySpend, Wallet
 from billing.money import credits_to_micros
 from catalog.models import OutputBoundField, Provider, WireFormat
 from catalog.snapshot import mark_catalog_changed
+from devtools.demo_upstream import BoundObeyed
 from routing.models import UpstreamOverrun
-from tests.conftest import make_funded
+from tests.factories import make_funded
 
 HI = [{"role": "user", "content": "hi"}]
 
