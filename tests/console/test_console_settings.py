@@ -15,7 +15,6 @@ from accounts.models import AuditEntry, BillingProfile, Preferences
 from billing.ledger import post_entry
 from billing.models import LedgerKind
 from billing.notifications import send_low_balance_alerts
-from billing.vat import ViesRestChecker
 from tests.console.conftest import Customer
 
 pytestmark = pytest.mark.django_db
@@ -48,10 +47,10 @@ class FakeVies:
 
 
 @pytest.fixture
-def vies(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[FakeVies]:
+def vies(settings) -> Iterator[FakeVies]:
     fake = FakeVies(valid={"DE136695976"})
     settings.LOWROUTER_VIES_CHECKER = "billing.vat.ViesRestChecker"
-    monkeypatch.setattr(ViesRestChecker, "base_url", fake.url)
+    settings.LOWROUTER_VIES_URL = fake.url
     yield fake
     fake.server.shutdown()
 
