@@ -15,6 +15,7 @@ from accounts.models import AuditEntry, BillingProfile, Preferences
 from billing.ledger import post_entry
 from billing.models import LedgerKind
 from billing.notifications import send_low_balance_alerts
+from billing.vat import ViesRestChecker
 from tests.console.conftest import Customer
 
 pytestmark = pytest.mark.django_db
@@ -47,10 +48,10 @@ class FakeVies:
 
 
 @pytest.fixture
-def vies(settings) -> Iterator[FakeVies]:
+def vies(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[FakeVies]:
     fake = FakeVies(valid={"DE136695976"})
     settings.LOWROUTER_VIES_CHECKER = "billing.vat.ViesRestChecker"
-    settings.LOWROUTER_VIES_URL = fake.url
+    monkeypatch.setattr(ViesRestChecker, "base_url", fake.url)
     yield fake
     fake.server.shutdown()
 
