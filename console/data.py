@@ -19,12 +19,13 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.audit import record_audit
+from accounts.http import AuthenticatedHttpRequest
 from accounts.models import BillingProfile, Preferences, User
 from billing.models import Generation, Invoice, LedgerEntry, Wallet
 from billing.money import micros_to_credits
@@ -184,7 +185,7 @@ def delete_account(*, account: User, actor: User | None) -> None:
 
 
 @login_required
-def data_page(request: HttpRequest) -> HttpResponse:
+def data_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     balance = (
         Wallet.objects.filter(account=request.user).values_list("balance_micros", flat=True).first()
         or 0
@@ -201,14 +202,14 @@ def data_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def data_export(request: HttpRequest) -> FileResponse:
+def data_export(request: AuthenticatedHttpRequest) -> FileResponse:
     name = f"lowrouter-account-{timezone.now():%Y%m%d}.zip"
     return FileResponse(build_export(request.user), as_attachment=True, filename=name)
 
 
 @login_required
 @require_POST
-def data_delete_usage(request: HttpRequest) -> HttpResponse:
+def data_delete_usage(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.POST.get("confirm") != CONFIRM_WORD:
         messages.error(request, f"Type {CONFIRM_WORD} to confirm: nothing was deleted.")
         return redirect("console:data")
@@ -219,7 +220,7 @@ def data_delete_usage(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["POST"])
-def data_delete_account(request: HttpRequest) -> HttpResponse:
+def data_delete_account(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
     # An account made through GitHub or Google may have no password: the word is enough then.
     password_ok = not user.has_usable_password() or user.check_password(

@@ -7,6 +7,7 @@ the range holds more, the last line of the file says so (and so does the page).
 
 import csv
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import QuerySet
@@ -55,7 +56,7 @@ def plain_decimal(value: float | None) -> str:
     return format(Decimal(repr(value)), "f")
 
 
-def _iso(moment: object) -> str:
+def _iso(moment: datetime | None) -> str:
     return moment.isoformat().replace("+00:00", "Z") if moment else ""
 
 

@@ -49,7 +49,7 @@ class Filters:
 
     def query(self, **changes: object) -> str:
         """This view's URL parameters with ``changes`` applied (None removes one)."""
-        values = {
+        values: dict[str, object] = {
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "model": self.model,

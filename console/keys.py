@@ -9,16 +9,18 @@ anyone else's key id is a 404.
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any, TypedDict
 
 from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.db.models import Max
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.http import AuthenticatedHttpRequest
 from accounts.models import User
 from billing.models import DailyUsage, KeySpend, SpendPeriod
 from billing.money import micros_to_credits
@@ -28,6 +30,19 @@ from keys.actions import KeyPolicyError, create_key, revoke_key, update_key
 from keys.models import ApiKey
 
 MAX_LIMIT = Decimal("1000000000")
+
+
+class KeyPolicy(TypedDict):
+    """A key's policy, as the form edits it and ``keys.actions.create_key`` takes it."""
+
+    name: str
+    models: list[str]
+    region: str
+    daily_credit_limit: Decimal | None
+    monthly_credit_limit: Decimal | None
+    expires_at: datetime | None
+    prefer_low_carbon: bool
+    enabled: bool
 
 
 def is_verified(user: User) -> bool:
@@ -56,13 +71,15 @@ class KeyPolicyForm(forms.Form):
     prefer_low_carbon = forms.BooleanField(required=False)
     enabled = forms.BooleanField(required=False, initial=True)
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         snapshot = get_snapshot()
-        ids = sorted(snapshot.models)
-        self.fields["models"].choices = [(m, m) for m in ids]
+        models, region = self.fields["models"], self.fields["region"]
+        assert isinstance(models, forms.MultipleChoiceField)
+        assert isinstance(region, forms.ChoiceField)
+        models.choices = [(m, m) for m in sorted(snapshot.models)]
         regions = sorted({r for m in snapshot.models.values() for r in m.regions})
-        self.fields["region"].choices = [("", "Any region")] + [(r, r) for r in regions]
+        region.choices = [("", "Any region")] + [(r, r) for r in regions]
 
     def clean_expires_at(self) -> datetime | None:
         value = self.cleaned_data["expires_at"]
@@ -73,11 +90,21 @@ class KeyPolicyForm(forms.Form):
             raise forms.ValidationError("The expiry must be in the future.")
         return value
 
-    def policy(self) -> dict[str, object]:
-        return {name: self.cleaned_data[name] for name in self.fields}
+    def policy(self) -> KeyPolicy:
+        data = self.cleaned_data
+        return {
+            "name": data["name"],
+            "models": data["models"],
+            "region": data["region"],
+            "daily_credit_limit": data["daily_credit_limit"],
+            "monthly_credit_limit": data["monthly_credit_limit"],
+            "expires_at": data["expires_at"],
+            "prefer_low_carbon": data["prefer_low_carbon"],
+            "enabled": data["enabled"],
+        }
 
 
-def policy_of(key: ApiKey) -> dict[str, object]:
+def policy_of(key: ApiKey) -> KeyPolicy:
     return {
         "name": key.name,
         "models": list(key.models),
@@ -132,14 +159,14 @@ def key_rows(account_id: int) -> list[KeyRow]:
     ]
 
 
-def _own_key(request: HttpRequest, key_id: int) -> ApiKey:
+def _own_key(request: AuthenticatedHttpRequest, key_id: int) -> ApiKey:
     key = ApiKey.objects.filter(pk=key_id, account=request.user).first()
     if key is None:
         raise Http404("No such key on this account.")
     return key
 
 
-def _token_page(request: HttpRequest, context: dict) -> HttpResponse:
+def _token_page(request: AuthenticatedHttpRequest, context: dict[str, object]) -> HttpResponse:
     """The one response that shows a token: never cached, never shown again."""
     response = render(request, "console/key_token.html", context)
     response["Cache-Control"] = "no-store"
@@ -148,7 +175,7 @@ def _token_page(request: HttpRequest, context: dict) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def key_list(request: HttpRequest) -> HttpResponse:
+def key_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     verified = is_verified(request.user)
     form = KeyPolicyForm(request.POST or None, initial={"enabled": True})
     if request.method == "POST":
@@ -172,7 +199,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_edit(request: AuthenticatedHttpRequest, key_id: int) -> HttpResponse:
     key = _own_key(request, key_id)
     if key.revoked_at:
         return render(request, "console/key_edit.html", {"key": key, "form": None})
@@ -196,7 +223,7 @@ def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def key_toggle(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_toggle(request: AuthenticatedHttpRequest, key_id: int) -> HttpResponse:
     key = _own_key(request, key_id)
     if not key.revoked_at:
         update_key(key, actor=request.user, enabled=not key.enabled)
@@ -205,7 +232,7 @@ def key_toggle(request: HttpRequest, key_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_revoke(request: AuthenticatedHttpRequest, key_id: int) -> HttpResponse:
     key = _own_key(request, key_id)
     if request.method == "POST":
         revoke_key(key, actor=request.user)
@@ -215,7 +242,7 @@ def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_rotate(request: AuthenticatedHttpRequest, key_id: int) -> HttpResponse:
     """A new key with the same scope; the old one keeps working until it is revoked, so the
     token can be swapped in every client first."""
     old = _own_key(request, key_id)

@@ -4,13 +4,16 @@ decision order, with a preview that runs the router for ``lowrouter/auto`` on th
 The router reads these defaults from every process's in-memory copy, reloaded when they change
 (``routing.policies``), so a saved change applies from the next request on."""
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from accounts.http import AuthenticatedHttpRequest
 from catalog.snapshot import get_snapshot
 from keys.auth import KeyContext
 from keys.models import ApiKey
@@ -36,20 +39,27 @@ class RoutingDefaultsForm(forms.Form):
     )
     provider_denylist = forms.MultipleChoiceField(required=False, label="Never these providers")
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         snapshot = get_snapshot()
         regions = sorted({r for m in snapshot.models.values() for r in m.regions})
         providers = sorted(snapshot.providers)
-        self.fields["preferred_region"].choices = [("", "No preference")] + [
-            (r, r) for r in regions
-        ]
-        self.fields["fixed_provider"].choices = [("", "Any provider")] + [(p, p) for p in providers]
+        preferred_region, fixed_provider = (
+            self.fields["preferred_region"],
+            self.fields["fixed_provider"],
+        )
+        assert isinstance(preferred_region, forms.ChoiceField)
+        assert isinstance(fixed_provider, forms.ChoiceField)
+        preferred_region.choices = [("", "No preference")] + [(r, r) for r in regions]
+        fixed_provider.choices = [("", "Any provider")] + [(p, p) for p in providers]
         for name in ("provider_allowlist", "provider_denylist"):
-            self.fields[name].choices = [(p, p) for p in providers]
+            provider_list = self.fields[name]
+            assert isinstance(provider_list, forms.MultipleChoiceField)
+            provider_list.choices = [(p, p) for p in providers]
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         allow, deny = (
             set(data.get("provider_allowlist") or ()),
             set(data.get("provider_denylist") or ()),
@@ -64,7 +74,7 @@ class RoutingDefaultsForm(forms.Form):
         return data
 
 
-def _initial(account_id: int) -> dict:
+def _initial(account_id: int) -> dict[str, Any]:
     row = AccountRoutingPolicy.objects.filter(account_id=account_id).first()
     if row is None:
         return {}
@@ -78,7 +88,7 @@ def _initial(account_id: int) -> dict:
     }
 
 
-def preview(account_id: int, values: dict) -> tuple[dict | None, str]:
+def preview(account_id: int, values: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """The router's decision for ``lowrouter/auto`` with these defaults, for an unrestricted
     key of this account: (its trace, or None with the refusal it gave)."""
     snapshot = get_snapshot()
@@ -114,11 +124,21 @@ def preview(account_id: int, values: dict) -> tuple[dict | None, str]:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def auto_routing(request: HttpRequest) -> HttpResponse:
+def auto_routing(request: AuthenticatedHttpRequest) -> HttpResponse:
     account_id = request.user.pk
     form = RoutingDefaultsForm(request.POST or None, initial=_initial(account_id))
     if request.method == "POST" and form.is_valid():
-        update_routing_defaults(account_id=account_id, actor=request.user, **form.cleaned_data)
+        data = form.cleaned_data
+        update_routing_defaults(
+            account_id=account_id,
+            actor=request.user,
+            preferred_region=data["preferred_region"],
+            prefer_low_carbon=data["prefer_low_carbon"],
+            prefer_cheapest=data["prefer_cheapest"],
+            fixed_provider=data["fixed_provider"],
+            provider_allowlist=data["provider_allowlist"],
+            provider_denylist=data["provider_denylist"],
+        )
         messages.success(request, "Routing defaults saved: they apply from the next request.")
         return redirect("console:auto-routing")
     values = form.cleaned_data if form.is_bound and form.is_valid() else _initial(account_id)

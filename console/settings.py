@@ -3,19 +3,22 @@ notifications, and the account's own audit log (with a CSV export)."""
 
 import csv
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 from django_countries import countries
 
 from accounts.actions import update_billing_details, update_preferences
+from accounts.http import AuthenticatedHttpRequest
 from accounts.models import AuditEntry, BillingProfile, Preferences
 from billing.vat import (
     InvalidVatNumber,
@@ -51,8 +54,9 @@ class BillingDetailsForm(forms.Form):
                 "This is not a valid EU VAT number (e.g. DE136695976)."
             ) from exc
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         number, country = data.get("vat_number"), data.get("country")
         if number and country and vat_country(number) != country.upper():
             self.add_error("vat_number", "The VAT number is not from the country chosen above.")
@@ -62,14 +66,14 @@ class BillingDetailsForm(forms.Form):
 class BaselineForm(forms.Form):
     eco_baseline_model = forms.ChoiceField(required=False, label="Baseline model")
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         known = sorted(
             m.id for m in get_snapshot().models.values() if m.active_params_b is not None
         )
-        self.fields["eco_baseline_model"].choices = [("", "The operator's default")] + [
-            (m, m) for m in known
-        ]
+        field = self.fields["eco_baseline_model"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "The operator's default")] + [(m, m) for m in known]
 
 
 class NotificationsForm(forms.Form):
@@ -87,7 +91,7 @@ class NotificationsForm(forms.Form):
     price_notices = forms.BooleanField(required=False, label="Price and fee change notices")
 
 
-def _vies_result(number: str) -> tuple[object, str]:
+def _vies_result(number: str) -> tuple[datetime | None, str]:
     """(validated_at or None, a sentence for the customer)."""
     if not number:
         return None, ""
@@ -112,7 +116,7 @@ def _grid_rows() -> list[tuple[str, float]]:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def settings_page(request: HttpRequest) -> HttpResponse:
+def settings_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
     profile = BillingProfile.objects.filter(account=user).first()
     prefs = Preferences.of(user.pk)
@@ -195,7 +199,7 @@ def _audit_lines(entries: Iterator[AuditEntry]) -> Iterator[str]:
 
 
 @login_required
-def audit_page(request: HttpRequest) -> HttpResponse:
+def audit_page(request: AuthenticatedHttpRequest) -> HttpResponse | StreamingHttpResponse:
     entries = AuditEntry.objects.filter(account=request.user).select_related("actor")
     if request.GET.get("format") == "csv":
         response = StreamingHttpResponse(

@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import render
 from django.utils import timezone
 
+from accounts.http import AuthenticatedHttpRequest
 from billing.models import Generation, GenerationStatus, Invoice
 from billing.money import format_eur, token_cost_micros
 from catalog.snapshot import get_snapshot
@@ -50,7 +51,7 @@ def _filters(request: HttpRequest) -> Filters:
 
 
 @login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     account_id = request.user.pk
     f = _filters(request)
     today = _today()
@@ -105,7 +106,7 @@ def _day_rows(series: widgets.DailySeries) -> list[tuple[date, int, int]]:
 
 
 @login_required
-def transaction(request: HttpRequest, generation_id: str) -> HttpResponse:
+def transaction(request: AuthenticatedHttpRequest, generation_id: str) -> HttpResponse:
     gen = (
         Generation.objects.filter(pk=generation_id[:40], account=request.user)
         .select_related("key")
@@ -156,7 +157,7 @@ async def _stream(lines: Iterator[str]) -> AsyncIterator[str]:
 
 
 @login_required
-def export_csv(request: HttpRequest) -> StreamingHttpResponse:
+def export_csv(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
     f = _filters(request)
     records = widgets.transactions(request.user.pk, f)
     lines = csv_lines(records)
@@ -169,7 +170,7 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
 
 
 @login_required
-def credits_page(request: HttpRequest) -> HttpResponse:
+def credits_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     account_id = request.user.pk
     lines = history.wallet_history(account_id)
     page = Paginator(lines, 50).get_page(request.GET.get("page"))

@@ -11,6 +11,7 @@ import calendar
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
 from django.db.models import QuerySet, Sum
@@ -157,6 +158,16 @@ class EcoWidget:
         return self.comparison is not None and self.comparison.outcome == ReplayOutcome.EXTRA
 
 
+class _EcoTotals(TypedDict):
+    """The fields of an EcoWidget that do not depend on the baseline comparison."""
+
+    energy_wh: float
+    carbon_g: float
+    carbon_per_1k_g: float | None
+    baseline_model: str
+    baseline_chosen_by: str
+
+
 def eco_widget(account_id: int, filters: Filters, snapshot: CatalogSnapshot) -> EcoWidget:
     rows = usage_rows(account_id, filters, first=filters.start, last=filters.end)
     sums = rows.aggregate(**_SUMS)
@@ -169,7 +180,7 @@ def eco_widget(account_id: int, filters: Filters, snapshot: CatalogSnapshot) -> 
         if chosen
         else (settings.LOWROUTER_ECO_BASELINE_MODEL, "operator default")
     )
-    common = {
+    common: _EcoTotals = {
         "energy_wh": energy,
         "carbon_g": carbon,
         "carbon_per_1k_g": per_1k,
