@@ -61,3 +61,11 @@ _DEFAULT_TYPES = {
 
 def invalid_request(message: str, *, param: str | None = None, code: str = "invalid_request"):
     return ApiError(400, code, message, param=param)
+
+
+def database_unavailable() -> ApiError:
+    """The answer to a request the database could not serve (unreachable, restarting, refusing
+    clients, or no pooled connection free in time): the caller may retry."""
+    return ApiError(
+        503, "database_unavailable", "The gateway cannot reach its database; retry shortly."
+    )

@@ -38,7 +38,7 @@ from keys.auth import AuthError, KeyContext, aauthenticate, authenticate, forget
 from lowrouter import jsonio
 from lowrouter.asyncdb import DatabaseUnavailable, run_db, statements_on_loop
 from routing import anthropic_adapter, eco_bridge, health, upstream
-from routing.errors import ApiError
+from routing.errors import ApiError, database_unavailable
 from routing.replies import LastChunk, Reply
 from routing.router import RoutePlan, aroute_request, route_request
 from routing.upstream import UpstreamFailure
@@ -338,9 +338,7 @@ async def chat_completion(
     except ApiError as err:
         return err.reply({"X-Request-ID": request_id})
     except DatabaseUnavailable:
-        return ApiError(
-            503, "database_unavailable", "The gateway cannot reach its database; retry shortly."
-        ).reply({"X-Request-ID": request_id})
+        return database_unavailable().reply({"X-Request-ID": request_id})
     if call.req.stream:
         return await _stream(call)
     return await _complete(call)

@@ -45,7 +45,9 @@ def unavailable_reason() -> str | None:
 
 
 class PrivateCluster:
-    def __init__(self) -> None:
+    def __init__(self, server_settings: dict[str, str] | None = None) -> None:
+        """``server_settings``: PostgreSQL settings given to the server (``-c name=value``)."""
+        self.server_settings = server_settings or {}
         self.bindir = _bindir()
         self.port = free_port()
         self.datadir = Path(tempfile.mkdtemp(prefix="lowrouter-pg-"))
@@ -72,6 +74,7 @@ class PrivateCluster:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.server_settings.items())
         log = str(self.datadir / "server.log")
         self._run("pg_ctl", "-D", str(self.datadir), "-l", log, "-o", options, "-w", "start")
 
@@ -104,8 +107,8 @@ class PrivateCluster:
 
 
 @contextlib.contextmanager
-def private_cluster() -> Iterator[PrivateCluster]:
-    cluster = PrivateCluster()
+def private_cluster(server_settings: dict[str, str] | None = None) -> Iterator[PrivateCluster]:
+    cluster = PrivateCluster(server_settings)
     try:
         yield cluster.create()
     finally:
