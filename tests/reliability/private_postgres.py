@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.conftest import free_port
 
@@ -42,6 +43,11 @@ def unavailable_reason() -> str | None:
         if not shutil.which("runuser"):
             return "running as root without runuser to run the server as postgres"
     return None
+
+
+needs_private_cluster = pytest.mark.skipif(
+    unavailable_reason() is not None, reason=str(unavailable_reason())
+)
 
 
 class PrivateCluster:

@@ -25,15 +25,11 @@ from tests.processes import GatewayProcess, manage, start_gateway_process
 from tests.reliability.conftest import wait_until
 from tests.reliability.private_postgres import (
     PrivateCluster,
+    needs_private_cluster,
     private_cluster,
-    unavailable_reason,
 )
 
-pytestmark = [
-    needs_postgres,
-    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
-    pytest.mark.timeout(240),
-]
+pytestmark = [needs_postgres, needs_private_cluster, pytest.mark.timeout(240)]
 
 EMAIL = "connections@example.com"
 MAX_CONNECTIONS = 30  # the private cluster's: above the pool, far below 200 requests
