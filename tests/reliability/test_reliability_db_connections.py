@@ -7,6 +7,9 @@ until PostgreSQL answered "too many clients". The gateway here is a real process
 as production runs it, on a PostgreSQL cluster of the test's own with a small
 ``max_connections``, so the old behaviour cannot exhaust the shared server other tests use.
 Connections are counted in pg_stat_activity by the process's application_name (``PGAPPNAME``).
+
+Sync views borrow from the process's pool alone, so their bound is ``LOWROUTER_DB_POOL_SIZE``;
+the chat path's own connections (``LOWROUTER_LOOP_DB_CONNECTIONS``) are not opened here.
 """
 
 import asyncio
