@@ -157,14 +157,19 @@ async def run_closed_loop(
     token: str = "",
     max_requests: int | None = None,
     timeout: float = 60.0,
+    get: bool = False,
 ) -> RunResult:
+    """``get``: send ``GET url`` instead of a chat completion (``stream`` and ``model`` unused)."""
     target = urlsplit(url)
-    body = body_for(model, stream)
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    request = (
-        f"POST {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\n"
-        f"Content-Type: application/json\r\n{auth}Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    if get:
+        request = f"GET {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\n{auth}\r\n".encode()
+    else:
+        body = body_for(model, stream)
+        request = (
+            f"POST {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+            f"Content-Type: application/json\r\n{auth}Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
     loop = asyncio.get_running_loop()
     samples: list[Sample] = []
     deadline = time.perf_counter() + duration

@@ -92,7 +92,7 @@ class _Socket(Protocol):
     def fileno(self) -> int: ...
 
 
-def _closed_by_server(raw: _Socket) -> bool:
+def closed_by_server(raw: _Socket) -> bool:
     """A PostgreSQL connection the server ended while it sat idle (a restart, an idle timeout,
     pg_terminate_backend) has the server's goodbye or end-of-file waiting on its socket, and
     nothing else: this gateway never LISTENs. Finding it costs a zero-timeout select instead of a
@@ -110,8 +110,16 @@ def _drop_if_closed_by_server() -> None:
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return
     raw = connection.connection
-    if raw is not None and _closed_by_server(raw):
+    if raw is not None and closed_by_server(raw):
         _drop_connection()
+
+
+def _give_back_pooled_connection() -> None:
+    """Return this worker thread's connection to the pool (PostgreSQL, see settings.py). The
+    thread outlives the unit of work and no request signal ever closes its connection: kept,
+    each of the executor's threads would hold one of the pool's few connections for good."""
+    if connection.connection is not None and getattr(connection, "pool", None) is not None:
+        connection.close()
 
 
 def _guarded(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
@@ -121,13 +129,16 @@ def _guarded(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
     except (OperationalError, InterfaceError) as exc:
         _drop_connection()
         raise DatabaseUnavailable(exc.__class__.__name__) from exc
+    finally:
+        _give_back_pooled_connection()
 
 
 async def run_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ``fn`` in one of the event loop's worker threads, so concurrent requests do their
-    database work in parallel and the loop never waits on a query. Each thread keeps its own
-    connection; the pool is the loop's default executor (min(32, cores + 4) threads), shut down
-    with the loop.
+    database work in parallel and the loop never waits on a query. On SQLite each thread keeps
+    its own connection; on PostgreSQL it borrows one from the process's connection pool for the
+    unit of work. The threads are the loop's default executor (min(32, cores + 4) threads),
+    shut down with the loop.
 
     A plain executor hand-off: asgiref's ``sync_to_async`` does the same with about 50 us more
     CPU per call, and the request path makes three of these calls."""
@@ -341,7 +352,7 @@ class _LoopConnections:
     def take_idle(self) -> _LoopConnection | None:
         while self.idle:
             conn = self.idle.pop()
-            if not conn.closed and not _closed_by_server(conn):
+            if not conn.closed and not closed_by_server(conn):
                 return conn
             _discard(conn)
         return None

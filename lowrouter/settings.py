@@ -107,7 +107,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # run so concurrent runs on one machine never share a test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # Under ASGI each sync view runs in a thread of its own, so a connection kept per thread
+    # (CONN_MAX_AGE) was a new connection per request, left open after it: 20 parallel
+    # requests left 34, until PostgreSQL refused clients. A pool per process bounds them:
+    # a view takes a connection at its first query and gives it back when the request ends
+    # (CONN_MAX_AGE=0, which the pool requires); past TIMEOUT seconds of waiting for one the
+    # request gets a 503 database_unavailable. Measured against the old set-up in
+    # docs/benchmarks.md ("Database connections of sync views"). The chat path's own
+    # connections are separate: LOWROUTER_LOOP_DB_CONNECTIONS below.
+    LOWROUTER_DB_POOL_SIZE = env.int("LOWROUTER_DB_POOL_SIZE", default=10)
+    if LOWROUTER_DB_POOL_SIZE < 1:
+        raise ImproperlyConfigured("LOWROUTER_DB_POOL_SIZE must be at least 1.")
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Django's backend, with pooled connections the server ended while idle (a restart) left
+    # out: see lowrouter/postgresql/base.py.
+    DATABASES["default"]["ENGINE"] = "lowrouter.postgresql"
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {
+            "name": "lowrouter",
+            "min_size": min(2, LOWROUTER_DB_POOL_SIZE),
+            "max_size": LOWROUTER_DB_POOL_SIZE,
+            "timeout": env.float("LOWROUTER_DB_POOL_TIMEOUT", default=10.0),
+            # Connections above min_size close after this long unused (what CONN_MAX_AGE was).
+            "max_idle": env.float("LOWROUTER_DB_POOL_MAX_IDLE", default=60.0),
+        },
+    }
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -67,3 +67,11 @@ def invalid_request(message: str, *, param: str | None = None, code: str = "inva
 def bad_host() -> ApiError:
     """The answer to an API request for a host this server does not serve (Django's check)."""
     return ApiError(400, "bad_host", "Invalid Host header.")
+
+
+def database_unavailable() -> ApiError:
+    """The answer to a request the database could not serve (unreachable, restarting, refusing
+    clients, or no pooled connection free in time): the caller may retry."""
+    return ApiError(
+        503, "database_unavailable", "The gateway cannot reach its database; retry shortly."
+    )

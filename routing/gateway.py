@@ -44,7 +44,7 @@ from keys.auth import AuthError, KeyContext, aauthenticate, authenticate, forget
 from lowrouter import jsonio
 from lowrouter.asyncdb import DatabaseUnavailable, run_db, statements_on_loop
 from routing import anthropic_adapter, eco_bridge, health, overruns, upstream
-from routing.errors import ApiError
+from routing.errors import ApiError, database_unavailable
 from routing.replies import LastChunk, Reply
 from routing.router import RoutePlan, aroute_request, route_request
 from routing.trace import AttemptOutcome
@@ -410,16 +410,17 @@ async def chat_completion(
     request_id: str,
     region_header: str | None = None,
 ) -> Reply:
-    arrival = Arrival(request_id=request_id, snapshot=await aget_snapshot())
+    try:
+        arrival = Arrival(request_id=request_id, snapshot=await aget_snapshot())
+    except DatabaseUnavailable:
+        return database_unavailable().reply({"X-Request-ID": request_id})
     try:
         call = await _begin(arrival, authorization, raw_body, region_header)
     except ApiError as err:
         # Refused after authentication (402, 429, 403, 400...): the balance still goes back.
         return err.reply(_common_headers(request_id, await _balance_for_refusal(arrival)))
     except DatabaseUnavailable:
-        return ApiError(
-            503, "database_unavailable", "The gateway cannot reach its database; retry shortly."
-        ).reply({"X-Request-ID": request_id})
+        return database_unavailable().reply({"X-Request-ID": request_id})
     if call.req.stream:
         return await _stream(call)
     return await _complete(call)

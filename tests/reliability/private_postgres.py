@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.conftest import free_port
 
@@ -44,8 +45,15 @@ def unavailable_reason() -> str | None:
     return None
 
 
+needs_private_cluster = pytest.mark.skipif(
+    unavailable_reason() is not None, reason=str(unavailable_reason())
+)
+
+
 class PrivateCluster:
-    def __init__(self) -> None:
+    def __init__(self, server_settings: dict[str, str] | None = None) -> None:
+        """``server_settings``: PostgreSQL settings given to the server (``-c name=value``)."""
+        self.server_settings = server_settings or {}
         self.bindir = _bindir()
         self.port = free_port()
         self.datadir = Path(tempfile.mkdtemp(prefix="lowrouter-pg-"))
@@ -72,6 +80,7 @@ class PrivateCluster:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.server_settings.items())
         log = str(self.datadir / "server.log")
         self._run("pg_ctl", "-D", str(self.datadir), "-l", log, "-o", options, "-w", "start")
 
@@ -104,8 +113,8 @@ class PrivateCluster:
 
 
 @contextlib.contextmanager
-def private_cluster() -> Iterator[PrivateCluster]:
-    cluster = PrivateCluster()
+def private_cluster(server_settings: dict[str, str] | None = None) -> Iterator[PrivateCluster]:
+    cluster = PrivateCluster(server_settings)
     try:
         yield cluster.create()
     finally:

@@ -37,10 +37,17 @@ async def _load(url: str, token: str, total: int, canary: str) -> list[httpx.Res
                     headers={"Authorization": f"Bearer {token}"},
                 )
 
+        def terminate_from_a_thread() -> None:
+            try:
+                _terminate_gateway_backends()
+            finally:
+                # Back to the pool: the thread's connection would otherwise stay out of it.
+                connection.close()
+
         async def killer() -> None:
             for _ in range(3):
                 await asyncio.sleep(0.2)
-                await asyncio.to_thread(_terminate_gateway_backends)
+                await asyncio.to_thread(terminate_from_a_thread)
 
         results = await asyncio.gather(*(one(i) for i in range(total)), killer())
         return [r for r in results if r is not None]

@@ -27,15 +27,11 @@ from tests.processes import GatewayProcess, manage, start_gateway_process
 from tests.reliability.conftest import chat_body
 from tests.reliability.private_postgres import (
     PrivateCluster,
+    needs_private_cluster,
     private_cluster,
-    unavailable_reason,
 )
 
-pytestmark = [
-    needs_postgres,
-    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
-    pytest.mark.timeout(180),
-]
+pytestmark = [needs_postgres, needs_private_cluster, pytest.mark.timeout(180)]
 
 EMAIL = "restart@example.com"
 CREDITS = "100"
