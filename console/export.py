@@ -39,6 +39,7 @@ COLUMNS = (
     "eco_methodology_version",
     "status",
     "error_code",
+    "usage_source",
 )
 
 
@@ -83,6 +84,7 @@ def row_of(gen: Generation) -> list[object]:
         gen.methodology_version,
         gen.status,
         gen.error_code,
+        gen.usage_source,
     ]
 
 

@@ -54,6 +54,7 @@ def test_the_export_has_the_record_schema_and_the_key_name(customer: Customer, f
     assert row["created_at"] == "2026-12-05T12:00:00Z"
     assert row["cost_credits"] == "0.004000" and row["total_tokens"] == "10"
     assert row["eco_energy_wh"] == "0.000012"  # plain decimal, never 1.2e-05
+    assert row["usage_source"] == "reported"
 
 
 def test_the_export_follows_the_filters(customer: Customer, frozen_today) -> None:
