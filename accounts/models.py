@@ -102,6 +102,8 @@ class Preferences(models.Model):
     # Set when the alert was sent, cleared when the balance is back above the threshold.
     low_balance_alerted = models.BooleanField(default=False)
     monthly_summary = models.BooleanField(default=True)
+    # The first day of the last month whose summary was sent (the task runs at most once each).
+    monthly_summary_sent_for = models.DateField(null=True, blank=True)
     invoice_emails = models.BooleanField(default=True)
     price_notices = models.BooleanField(default=True)
 

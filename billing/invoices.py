@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.audit import record_audit
-from accounts.models import User
+from accounts.models import Preferences, User
 from billing.models import Invoice, InvoiceCounter, TopUp
 from billing.tasks import send_invoice_email
 
@@ -95,5 +95,9 @@ def reissue_invoice(*, invoice: Invoice, buyer: dict[str, str], actor: User | No
 
 
 def enqueue_invoice_email(invoice: Invoice) -> None:
+    """Email the invoice after the commit, unless the customer turned invoice emails off (the
+    invoice stays on the credits page either way)."""
+    if not Preferences.of(invoice.account_id).invoice_emails:
+        return
     invoice_id = invoice.pk
     transaction.on_commit(lambda: send_invoice_email.delay(invoice_id))

@@ -1,4 +1,5 @@
-"""Low-balance alerts: one email each time a balance falls below the customer's threshold.
+"""Emails about an account's money: the low-balance alert, once each time a balance falls below
+the customer's threshold, and the monthly usage summary.
 
 Checked by a periodic task rather than at settlement, so the request path pays nothing for it.
 ``low_balance_alerted`` makes it once per crossing: set when the email goes, cleared when the
@@ -6,12 +7,15 @@ balance is back at or above the threshold (a top-up), so the next fall alerts ag
 """
 
 import logging
+from datetime import date, timedelta
 
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
 
-from accounts.models import Preferences
-from billing.models import Wallet
+from accounts.models import Preferences, User
+from billing.models import DailyUsage, Wallet
 from billing.money import credits_to_micros, format_credits
 
 log = logging.getLogger(__name__)
@@ -60,3 +64,55 @@ def _alert(prefs: Preferences, balance_micros: int) -> int:
         )
     log.info("low-balance alert sent to account %s", prefs.account_id)
     return 1
+
+
+def send_monthly_summaries(*, today: date | None = None) -> int:
+    """On and after the 1st, email each account that used the gateway last month (and did not
+    turn the summary off) its totals for that month, once: ``monthly_summary_sent_for`` claims
+    the month before the email goes."""
+    today = today or timezone.now().date()
+    this_month = today.replace(day=1)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    usage = (
+        DailyUsage.objects.filter(day__gte=last_month, day__lt=this_month)
+        .values("account_id")
+        .annotate(
+            requests=Sum("requests"),
+            tokens=Sum(F("prompt_tokens") + F("completion_tokens")),
+            cost=Sum("cost_micros"),
+            carbon=Sum("carbon_g"),
+        )
+    )
+    sent = 0
+    for row in usage:
+        prefs = Preferences.of(row["account_id"])
+        if not prefs.monthly_summary:
+            continue
+        claimed = (
+            Preferences.objects.filter(pk=prefs.pk)
+            .exclude(monthly_summary_sent_for=last_month)
+            .update(monthly_summary_sent_for=last_month)
+        )
+        if not claimed:
+            continue
+        email = (
+            User.objects.filter(pk=row["account_id"], is_active=True)
+            .values_list("email", flat=True)
+            .first()
+        )
+        if not email:
+            continue
+        send_mail(
+            subject=f"[LowRouter] Your usage in {last_month:%B %Y}",
+            message=(
+                f"In {last_month:%B %Y} your LowRouter account made {row['requests']} requests,"
+                f" {row['tokens']:,} tokens, for {format_credits(row['cost'])} credits and an"
+                f" estimated {row['carbon'] or 0:.1f} gCO2e.\n\nEvery request is on the"
+                " dashboard (Credits and the CSV export give the detail). You can turn this"
+                " summary off in Settings > Notifications.\n"
+            ),
+            from_email=None,
+            recipient_list=[email],
+        )
+        sent += 1
+    return sent

@@ -28,3 +28,9 @@ def retry_pending_refunds() -> int:
 def send_low_balance_alerts() -> int:
     """Email the accounts whose balance fell below their alert threshold (once per crossing)."""
     return notifications.send_low_balance_alerts()
+
+
+@shared_task(name="billing.send_monthly_summaries")
+def send_monthly_summaries() -> int:
+    """Last month's totals to each account that used the gateway (once per month)."""
+    return notifications.send_monthly_summaries()

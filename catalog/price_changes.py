@@ -246,6 +246,8 @@ def accounts_that_used(model_id: str) -> list[str]:
         set(
             generation.objects.filter(resolved_model=model_id)
             .exclude(account__email="")
+            # Customers who turned price and fee notices off in their settings.
+            .exclude(account__preferences__price_notices=False)
             .values_list("account__email", flat=True)
             .distinct()
         )

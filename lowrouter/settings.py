@@ -174,6 +174,11 @@ CELERY_BEAT_SCHEDULE = {
     "retry-pending-refunds": {"task": "billing.retry_pending_refunds", "schedule": 300.0},
     # Balances that fell below their owner's alert threshold: one email per crossing.
     "send-low-balance-alerts": {"task": "billing.send_low_balance_alerts", "schedule": 300.0},
+    # Last month's usage summary, on the 1st (runs every few hours so a missed run catches up).
+    "send-monthly-summaries": {
+        "task": "billing.send_monthly_summaries",
+        "schedule": crontab(minute=30, hour="*/6", day_of_month="1-3"),
+    },
 }
 
 # --- Auth -----------------------------------------------------------------------------------

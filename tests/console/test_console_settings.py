@@ -138,3 +138,40 @@ def test_nobody_sees_another_accounts_audit_log(customer: Customer) -> None:
     other = make_customer("eve@example.com")
     page = customer.client.get("/dashboard/settings/audit").content.decode()
     assert f"key:{other.key.pk}" not in page
+
+
+def test_the_monthly_summary_goes_once_to_those_who_want_it(customer: Customer) -> None:
+    from datetime import date
+
+    from billing.notifications import send_monthly_summaries
+    from tests.console.conftest import NOW, make_customer
+
+    customer.settle(at=NOW.replace(day=3), cost_micros=4000, prompt=100, completion=50)
+    quiet = make_customer("quiet@example.com")
+    quiet.settle(at=NOW.replace(day=3))
+    quiet.client.post(
+        "/dashboard/settings", {"section": "notifications", "invoice_emails": "on"}
+    )  # monthly summary unticked
+    january = date(2027, 1, 1)
+    assert send_monthly_summaries(today=january) == 1
+    assert send_monthly_summaries(today=january) == 0  # once per month
+    (message,) = mail.outbox
+    assert message.to == [customer.user.email]
+    assert "December 2026" in message.subject and "150 tokens" in message.body
+
+
+def test_invoice_emails_follow_the_setting(customer: Customer, monkeypatch) -> None:
+    from django.db import transaction
+
+    from billing.invoices import enqueue_invoice_email
+    from billing.models import Invoice
+
+    queued: list[int] = []
+    monkeypatch.setattr("billing.invoices.send_invoice_email.delay", queued.append)
+    monkeypatch.setattr(transaction, "on_commit", lambda send: send())
+    invoice = Invoice(account=customer.user, pk=7)
+    enqueue_invoice_email(invoice)
+    assert queued == [7]  # on by default
+    customer.client.post("/dashboard/settings", {"section": "notifications"})  # all unticked
+    enqueue_invoice_email(invoice)
+    assert queued == [7]  # not again: the customer turned invoice emails off
