@@ -2,6 +2,8 @@
 
 from allauth.account.models import EmailAddress
 from allauth.core import ratelimit
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
@@ -16,6 +18,11 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         email = request.POST.get("email", "").strip().lower()[:254]
         context["email"] = email
+        try:
+            validate_email(email)
+        except ValidationError:
+            context["error"] = "Enter a valid email address."
+            return render(request, "account/resend_verification.html", context, status=400)
         if not ratelimit.consume(request, action="resend_verification", key=email):
             context["error"] = "Too many requests for a new link: wait a few minutes."
             return render(request, "account/resend_verification.html", context, status=429)

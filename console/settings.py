@@ -133,6 +133,7 @@ def settings_page(request: AuthenticatedHttpRequest) -> HttpResponse:
         initial={name: getattr(prefs, name) for name in NotificationsForm.base_fields}
     )
     section = request.POST.get("section")
+    failed_section = False
     if section == "billing":
         billing = BillingDetailsForm(request.POST)
         if billing.is_valid():
@@ -155,7 +156,10 @@ def settings_page(request: AuthenticatedHttpRequest) -> HttpResponse:
             update_preferences(account=user, actor=user, **notifications.cleaned_data)
             messages.success(request, "Notification settings saved.")
             return redirect("/dashboard/settings#notifications")
-    failed = any(f.errors for f in (billing, baseline, notifications))
+    elif request.method == "POST":
+        messages.error(request, "That form is not one of this page's: nothing was saved.")
+        failed_section = True
+    failed = failed_section or any(f.errors for f in (billing, baseline, notifications))
     context = {
         "billing": billing,
         "baseline": baseline,

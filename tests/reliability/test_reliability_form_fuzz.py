@@ -147,6 +147,8 @@ def shows_an_error(form: Form, response: object) -> bool:
         return True
     if response.status_code == 302 and response["Location"] == form.page:
         return True
+    if response.streaming:  # a download was served: the values were not refused
+        return False
     html = response.content.decode(errors="replace")
     return response.status_code == 200 and any(marker in html for marker in ERROR_MARKERS)
 
@@ -183,7 +185,8 @@ def discover_forms(user) -> list[Form]:
     # The forms a first answer leads to (a quote leads to its confirm step).
     for form in list(found.values()):
         response = submit(client_for(user, form.signed_in), form, list(form.fields))
-        if response.status_code in (200, 400):
+        # A download (the data export) leads to no form.
+        if response.status_code in (200, 400) and "html" in response.get("Content-Type", ""):
             for follow in forms_in(form.action, response.content.decode(), form.signed_in):
                 found.setdefault(follow.key, follow)
     return sorted(found.values(), key=lambda f: (f.action, f.signed_in))
