@@ -1,8 +1,8 @@
 from django.apps import AppConfig
 
+# Imported for its @register: the money settings' system checks (settings only, no models).
+from billing import checks  # noqa: F401
+
 
 class BillingConfig(AppConfig):
     name = "billing"
-
-    def ready(self) -> None:
-        from billing import checks  # noqa: F401 (registers the system checks)
