@@ -21,8 +21,16 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_check_deploy_is_clean_with_production_settings(tmp_path):
-    result = run_manage(
+SELLER = {
+    "LOWROUTER_SELLER_NAME": "Carbonifer SAS",
+    "LOWROUTER_SELLER_ADDRESS": "12 rue de la Paix, 75002 Paris",
+    "LOWROUTER_SELLER_VAT_NUMBER": "FR40303265045",
+    "LOWROUTER_SUPPORT_EMAIL": "support@lowrouter.example",
+}
+
+
+def check_deploy(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    return run_manage(
         "check",
         "--deploy",
         "--fail-level",
@@ -31,8 +39,23 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         SECRET_KEY=secrets.token_urlsafe(60),
         ALLOWED_HOSTS="lowrouter.example",
         LOWROUTER_DATA_DIR=str(tmp_path),
+        **env,
     )
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = check_deploy(tmp_path, **SELLER)
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_check_deploy_fails_while_the_seller_legal_details_are_incomplete(tmp_path):
+    result = check_deploy(tmp_path, **{**SELLER, "LOWROUTER_SELLER_VAT_NUMBER": ""})
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    assert "billing.E001" in output and "LOWROUTER_SELLER_VAT_NUMBER" in output
+    nothing_set = check_deploy(tmp_path)
+    for variable in ("LOWROUTER_SELLER_ADDRESS", "LOWROUTER_SUPPORT_EMAIL"):
+        assert variable in nothing_set.stderr + nothing_set.stdout
 
 
 def test_production_refuses_a_missing_or_weak_secret_key(tmp_path):
