@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "routing",
     "docs_site",
     "console",
+    "site_pages",
 ]
 
 MIDDLEWARE = [
