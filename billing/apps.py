@@ -6,3 +6,6 @@ from billing import checks  # noqa: F401
 
 class BillingConfig(AppConfig):
     name = "billing"
+
+    def ready(self) -> None:
+        pass  # noqa: F401  (registers the deployment checks)

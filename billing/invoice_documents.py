@@ -3,11 +3,14 @@
 Both are drawn from the stored invoice row only, so they read the same every time.
 """
 
+from pathlib import Path
+
 from django.core.mail import EmailMessage
 from django.utils import timezone
+from django_countries import countries
 from fpdf import FPDF
 
-from billing.models import Invoice, VatTreatment
+from billing.models import Invoice, PaymentMethod, VatTreatment
 from billing.money import format_eur
 from billing.vat import VatDecision
 
@@ -17,56 +20,96 @@ def get_vat_mention(invoice: Invoice) -> str:
     return decision.mention
 
 
-def _pdf_text(text: str) -> str:
-    # The built-in PDF fonts cover Latin-1 only; other characters print as "?" rather than
-    # failing the invoice (the stored invoice keeps the exact text).
-    return text.encode("latin-1", "replace").decode("latin-1")
+# DejaVu Sans covers Latin (all EU languages), Greek and Cyrillic, so a buyer's name prints as
+# it was entered; the files ship in the repository (billing/fonts/LICENSE) and are embedded,
+# subset, in every PDF.
+FONT_DIR = Path(__file__).resolve().parent / "fonts"
+FONT = "DejaVuSans"
+
+
+def _party_rows(party: dict[str, str]) -> list[str]:
+    country = party.get("country", "")
+    rows = [
+        party.get("legal_name", "") or party.get("email", ""),
+        party.get("address", ""),
+        str(countries.name(country)) or country if country else "",
+    ]
+    if party.get("vat_number"):
+        rows.append(f"VAT number: {party['vat_number']}")
+    if party.get("registration"):
+        rows.append(party["registration"])
+    if party.get("support_email"):
+        rows.append(party["support_email"])
+    elif party.get("email") and party.get("legal_name"):
+        rows.append(party["email"])
+    return [r for r in rows if r]
+
+
+def _payment_rows(invoice: Invoice) -> list[tuple[str, str]]:
+    topup = invoice.topup
+    paid = topup.paid_at or invoice.issued_at
+    method = PaymentMethod(topup.payment_method).label if topup.payment_method else "Stripe"
+    reference = topup.stripe_payment_intent_id or topup.stripe_session_id or ""
+    rows = [
+        ("Invoice number", invoice.number),
+        ("Issue date", f"{invoice.issued_at:%Y-%m-%d}"),
+        # The credits are delivered the moment the payment is confirmed.
+        ("Date of supply", f"{paid:%Y-%m-%d}"),
+        ("Paid on", f"{paid:%Y-%m-%d}"),
+        ("Payment method", f"{method} (through Stripe)" if topup.payment_method else method),
+    ]
+    if reference:
+        rows.append(("Stripe reference", reference))
+    if invoice.replaces is not None:
+        rows.append(("Replaces invoice", invoice.replaces.number))
+    return rows
 
 
 def _block(pdf: FPDF, title: str, party: dict[str, str]) -> None:
-    pdf.set_font("Helvetica", "B", 10)
+    pdf.set_font(FONT, "B", 10)
     pdf.cell(0, 5, title, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
-    rows = [party.get("legal_name", ""), party.get("address", ""), party.get("country", "")]
-    if party.get("vat_number"):
-        rows.append(f"VAT number: {party['vat_number']}")
-    if party.get("email"):
-        rows.append(party["email"])
-    text = _pdf_text("\n".join(r for r in rows if r))
-    pdf.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, size=10)
+    pdf.multi_cell(0, 5, "\n".join(_party_rows(party)), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
 
 
+def _row(pdf: FPDF, label: str, value: str, *, width: float = 140) -> None:
+    pdf.cell(width, 6, label)
+    pdf.cell(0, 6, value, align="R", new_x="LMARGIN", new_y="NEXT")
+
+
 def render_invoice_pdf(invoice: Invoice) -> bytes:
-    """The PDF, drawn from the stored invoice row only, so it reads the same every time."""
+    """The PDF, drawn from the stored invoice and its paid top-up only, so it reads the same
+    every time. Carries every field an EU invoice needs (Art. 226 Directive 2006/112/EC)."""
     pdf = FPDF(format="A4")
+    pdf.add_font(FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
+    pdf.add_font(FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
+    pdf.set_title(f"Invoice {invoice.number}")
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
+    pdf.set_font(FONT, "B", 16)
     pdf.cell(0, 10, f"Invoice {invoice.number}", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
-    pdf.cell(0, 5, f"Issued {invoice.issued_at:%Y-%m-%d} (UTC)", new_x="LMARGIN", new_y="NEXT")
-    if invoice.replaces is not None:
-        pdf.cell(0, 5, f"Replaces invoice {invoice.replaces.number}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, size=10)
+    for label, value in _payment_rows(invoice):
+        pdf.cell(40, 5, label)
+        pdf.cell(0, 5, value, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     _block(pdf, "Seller", invoice.seller)
     _block(pdf, "Buyer", invoice.buyer)
+    pdf.set_font(FONT, "B", 10)
+    _row(pdf, "Description", "Net amount")
+    pdf.set_font(FONT, size=10)
     for line in invoice.lines:
-        pdf.cell(140, 6, _pdf_text(line["description"]))
-        pdf.cell(0, 6, format_eur(line["amount_cents"]), align="R", new_x="LMARGIN", new_y="NEXT")
+        _row(pdf, line["description"], format_eur(line["amount_cents"]))
     pdf.ln(2)
-    totals = [
-        ("Net", invoice.net_cents),
-        (f"VAT {invoice.vat_rate}%", invoice.vat_cents),
-        ("Total", invoice.gross_cents),
-    ]
-    pdf.set_font("Helvetica", "B", 10)
-    for label, cents in totals:
-        pdf.cell(140, 6, label)
-        pdf.cell(0, 6, format_eur(cents), align="R", new_x="LMARGIN", new_y="NEXT")
+    rate = f"{invoice.vat_rate.normalize():f}%"
+    _row(pdf, f"Net amount at VAT rate {rate}", format_eur(invoice.net_cents))
+    _row(pdf, f"VAT at {rate}", format_eur(invoice.vat_cents))
+    pdf.set_font(FONT, "B", 10)
+    _row(pdf, "Total paid", format_eur(invoice.gross_cents))
     mention = get_vat_mention(invoice)
     if mention:
         pdf.ln(4)
-        pdf.set_font("Helvetica", size=9)
+        pdf.set_font(FONT, size=9)
         pdf.multi_cell(0, 5, mention, new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 

@@ -370,6 +370,13 @@ class TopUpStatus(models.TextChoices):
     REFUNDED = "refunded"
 
 
+class PaymentMethod(models.TextChoices):
+    # The methods the checkout offers (billing/checkout.py); "" on top-ups paid before the
+    # method was recorded.
+    CARD = "card", "Card"
+    SEPA_DEBIT = "sepa_debit", "SEPA Direct Debit"
+
+
 class TopUp(models.Model):
     """One checkout: the quote the buyer accepted and what Stripe later confirmed."""
 
@@ -387,6 +394,7 @@ class TopUp(models.Model):
     buyer = models.JSONField(default=dict, blank=True)
     stripe_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    payment_method = models.CharField(max_length=20, choices=PaymentMethod, blank=True)
     refunded_credits_cents = models.PositiveIntegerField(default=0)
     refunded_gross_cents = models.PositiveIntegerField(default=0)
     ledger_entry = models.OneToOneField(

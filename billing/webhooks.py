@@ -7,6 +7,7 @@ row lock and does nothing when its effect is already applied.
 import json
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import stripe
@@ -18,6 +19,7 @@ from billing.invoices import issue_invoice
 from billing.ledger import post_entry
 from billing.models import (
     LedgerKind,
+    PaymentMethod,
     StripeEvent,
     StripeEventStatus,
     TopUp,
@@ -66,8 +68,10 @@ def _lock_topup(session: dict[str, Any]) -> TopUp | None:
     return topup
 
 
-def fulfil_topup(session: dict[str, Any]) -> bool:
+def fulfil_topup(session: dict[str, Any], *, method: PaymentMethod) -> bool:
     """Credit a paid session's top-up once. Returns whether this call credited it.
+
+    ``method`` is what the invoice prints as the payment method (see ``HANDLERS``).
 
     Race defended: the same event delivered twice in parallel, or ``completed`` and
     ``async_payment_succeeded`` for one SEPA payment arriving together. The top-up row lock
@@ -88,6 +92,7 @@ def fulfil_topup(session: dict[str, Any]) -> bool:
             paid_at=timezone.now(),
             stripe_session_id=session["id"],
             stripe_payment_intent_id=session.get("payment_intent") or "",
+            payment_method=method,
         )
         if claimed != 1:
             return False
@@ -126,8 +131,13 @@ def handle_charge_refunded(charge: dict[str, Any]) -> bool:
 
 
 HANDLERS: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "checkout.session.completed": fulfil_topup,
-    "checkout.session.async_payment_succeeded": fulfil_topup,
+    # The checkout offers card and SEPA Direct Debit only. A card is paid by the time the session
+    # completes; SEPA Direct Debit is Stripe's delayed method, whose session completes unpaid
+    # and is paid only by async_payment_succeeded. So the event that pays tells the method.
+    "checkout.session.completed": partial(fulfil_topup, method=PaymentMethod.CARD),
+    "checkout.session.async_payment_succeeded": partial(
+        fulfil_topup, method=PaymentMethod.SEPA_DEBIT
+    ),
     "checkout.session.async_payment_failed": fail_topup,
     "checkout.session.expired": fail_topup,
     "charge.refunded": handle_charge_refunded,

@@ -1,4 +1,6 @@
-"""The documentation pages: Markdown files in docs/, rendered server-side and cached."""
+"""The documentation pages: Markdown files in docs/, rendered server-side and cached.
+
+``render_markdown`` is the one Markdown set-up of the site (legal pages, changelog too)."""
 
 import re
 from dataclasses import dataclass
@@ -26,10 +28,20 @@ def _title_of(text: str, slug: str) -> str:
     return slug.replace("-", " ").capitalize()
 
 
+def render_markdown(text: str, *, allow_html: bool = True) -> str:
+    """Markdown to HTML the way every page of the site renders it. ``allow_html=False`` for
+    text typed into the admin: raw tags then print as text instead of reaching the page."""
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "toc", "sane_lists"])
+    if not allow_html:
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+    return md.convert(text)
+
+
 @lru_cache(maxsize=64)
 def _render(path: Path, mtime: float) -> DocPage:
     text = path.read_text(encoding="utf-8")
-    html = markdown.markdown(text, extensions=["tables", "fenced_code", "toc", "sane_lists"])
+    html = render_markdown(text)
     return DocPage(slug=path.stem, title=_title_of(text, path.stem), html=html)
 
 

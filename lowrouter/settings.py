@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "docs_site",
     "devtools",
     "console",
+    "site_pages",
 ]
 
 MIDDLEWARE = [
@@ -252,7 +253,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # fpdf2 subsets the invoice font through fontTools, which logs every step at INFO.
+        "fontTools": {"level": "WARNING"},
+    },
 }
 
 # --- Gateway --------------------------------------------------------------------------------
@@ -317,12 +322,21 @@ LOWROUTER_RECORD_RETENTION_MONTHS = env.int("LOWROUTER_RECORD_RETENTION_MONTHS",
 # deleted (10 years: the French Code de commerce, art. L123-22, for the seller's books).
 LOWROUTER_ACCOUNTING_RETENTION_YEARS = env.int("LOWROUTER_ACCOUNTING_RETENTION_YEARS", default=10)
 
-# The seller block printed on every invoice.
+# The operator's legal details: printed on every invoice (copied into it when issued) and on
+# /impressum, /privacy and /terms. `check --deploy` fails while a required one is empty
+# (billing/checks.py); the address and VAT number have no default on purpose.
 LOWROUTER_SELLER = {
     "legal_name": env.str("LOWROUTER_SELLER_NAME", default="Carbonifer SAS"),
-    "address": env.str("LOWROUTER_SELLER_ADDRESS", default="Paris, France"),
+    "address": env.str("LOWROUTER_SELLER_ADDRESS", default=""),
     "country": "FR",
     "vat_number": env.str("LOWROUTER_SELLER_VAT_NUMBER", default=""),
+    # Trade register entry, legal form and share capital, e.g. "SAS, RCS Paris 123 456 789".
+    "registration": env.str("LOWROUTER_SELLER_REGISTRATION", default=""),
+    "support_email": env.str("LOWROUTER_SUPPORT_EMAIL", default=""),
+    # The person legally responsible for the site's content (directeur de la publication).
+    "representative": env.str("LOWROUTER_SELLER_REPRESENTATIVE", default=""),
+    # Who hosts the service: name and address, as the impressum must say.
+    "host": env.str("LOWROUTER_HOST_DETAILS", default=""),
 }
 
 # --- Catalogue: ECB FX and daily price ingest (owned by the catalog app) ------------------

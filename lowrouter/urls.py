@@ -13,5 +13,6 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("", include("console.urls")),
     path("docs/", include("docs_site.urls")),
+    path("", include("site_pages.urls")),
     path("", include("catalog.urls")),
 ]

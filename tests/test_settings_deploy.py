@@ -9,9 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_manage(*args: str, unset: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
-    dropped = {"DEBUG", "SECRET_KEY", *unset}
-    base = {k: v for k, v in os.environ.items() if k not in dropped}
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -22,18 +21,41 @@ def run_manage(*args: str, unset: tuple[str, ...] = (), **env: str) -> subproces
     )
 
 
-def production_env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(60),
-        "ALLOWED_HOSTS": "lowrouter.example",
-        "LOWROUTER_DATA_DIR": str(tmp_path),
-    }
+SELLER = {
+    "LOWROUTER_SELLER_NAME": "Carbonifer SAS",
+    "LOWROUTER_SELLER_ADDRESS": "12 rue de la Paix, 75002 Paris",
+    "LOWROUTER_SELLER_VAT_NUMBER": "FR40303265045",
+    "LOWROUTER_SUPPORT_EMAIL": "support@lowrouter.example",
+}
+
+
+def check_deploy(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    return run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(60),
+        ALLOWED_HOSTS="lowrouter.example",
+        LOWROUTER_DATA_DIR=str(tmp_path),
+        **env,
+    )
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **production_env(tmp_path))
+    result = check_deploy(tmp_path, **SELLER)
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_check_deploy_fails_while_the_seller_legal_details_are_incomplete(tmp_path):
+    result = check_deploy(tmp_path, **{**SELLER, "LOWROUTER_SELLER_VAT_NUMBER": ""})
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    assert "billing.E002" in output and "LOWROUTER_SELLER_VAT_NUMBER" in output
+    nothing_set = check_deploy(tmp_path)
+    for variable in ("LOWROUTER_SELLER_ADDRESS", "LOWROUTER_SUPPORT_EMAIL"):
+        assert variable in nothing_set.stderr + nothing_set.stdout
 
 
 def test_production_refuses_a_missing_or_weak_secret_key(tmp_path):
@@ -67,7 +89,11 @@ def test_check_deploy_reports_stripe_without_a_webhook_secret_as_an_error(tmp_pa
     result = run_manage(
         "check",
         "--deploy",
-        **production_env(tmp_path),
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(60),
+        ALLOWED_HOSTS="lowrouter.example",
+        LOWROUTER_DATA_DIR=str(tmp_path),
+        **SELLER,
         STRIPE_SECRET_KEY="sk_live_x",
         STRIPE_WEBHOOK_SECRET="",
     )

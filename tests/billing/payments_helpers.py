@@ -11,11 +11,16 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
 from django.test import Client
+
+from accounts.models import User
+from billing.checkout import start_checkout
+from billing.models import TopUp
 
 WEBHOOK_SECRET = "whsec_test_secret"
 
@@ -175,6 +180,32 @@ def post_event(client: Client, event: dict[str, Any], *, signature: str | None =
         content_type="application/json",
         HTTP_STRIPE_SIGNATURE=signature if signature is not None else sign_payload(payload),
     )
+
+
+def pay_topup(user: User, amount: str, n: int, *, sepa: bool = False) -> TopUp:
+    """Check out ``amount`` EUR of credits and have Stripe's webhook say it was paid: at once
+    for a card, through ``async_payment_succeeded`` after an unpaid completion for SEPA."""
+    topup, _ = start_checkout(
+        account=user, credits_eur=Decimal(amount), success_url="s", cancel_url="c"
+    )
+    events = [("checkout.session.completed", "paid")]
+    if sepa:
+        events = [
+            ("checkout.session.completed", "unpaid"),
+            ("checkout.session.async_payment_succeeded", "paid"),
+        ]
+    for i, (type_, payment_status) in enumerate(events):
+        event = session_event(
+            event_id=f"evt_{n}_{i}",
+            type=type_,
+            session_id=topup.stripe_session_id,
+            topup_id=topup.pk,
+            payment_status=payment_status,
+            payment_intent=f"pi_{n}",
+        )
+        assert post_event(Client(), event).status_code == 200
+    topup.refresh_from_db()
+    return topup
 
 
 @dataclass
