@@ -1,6 +1,8 @@
-"""The sign-up form: email, password and the country that decides the VAT of top-ups."""
+"""The sign-up forms (email and password, or a federated provider): both ask the country
+that decides the VAT of top-ups."""
 
 from allauth.account.forms import SignupForm as AllauthSignupForm
+from allauth.socialaccount.forms import SignupForm as AllauthSocialSignupForm
 from django import forms
 from django.http import HttpRequest
 from django_countries import countries
@@ -8,15 +10,30 @@ from django_countries import countries
 from accounts.models import BillingProfile, User
 
 
-class SignupForm(AllauthSignupForm):
-    country = forms.ChoiceField(
+def country_field() -> forms.ChoiceField:
+    return forms.ChoiceField(
         choices=[("", "Choose your country")] + list(countries),
         help_text="Decides the VAT on your top-ups; you can change it later in the settings.",
     )
 
+
+def save_country(user: User, country: str) -> None:
+    BillingProfile.objects.update_or_create(account=user, defaults={"country": country})
+
+
+class SignupForm(AllauthSignupForm):
+    country = country_field()
+
     def save(self, request: HttpRequest) -> User:
         user = super().save(request)
-        BillingProfile.objects.update_or_create(
-            account=user, defaults={"country": self.cleaned_data["country"]}
-        )
+        save_country(user, self.cleaned_data["country"])
+        return user
+
+
+class SocialSignupForm(AllauthSocialSignupForm):
+    country = country_field()
+
+    def save(self, request: HttpRequest) -> User:
+        user = super().save(request)
+        save_country(user, self.cleaned_data["country"])
         return user

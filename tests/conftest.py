@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import pytest
 import uvicorn
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.db import connection
 
 from accounts.models import User
@@ -149,6 +150,20 @@ def add_provider(
         },
     )
     return provider
+
+
+def make_operator(email: str = "ops@example.com", password: str = "pw-for-tests-1") -> User:
+    """A superuser with an authenticator app set up: staff who can move money use the admin
+    only with two-factor authentication (accounts/middleware.py)."""
+    user = User.objects.create_superuser(email=email, password=password)
+    TOTP.activate(user, generate_totp_secret())
+    return user
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    """pytest-django's operator (behind ``admin_client``), with TOTP like ``make_operator``."""
+    return make_operator(email="admin@example.com")
 
 
 def add_model(

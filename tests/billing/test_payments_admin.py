@@ -11,6 +11,7 @@ from accounts.models import AuditEntry, User
 from billing.checkout import start_checkout
 from billing.ledger import get_wallet
 from billing.models import Campaign, Refund, RefundStatus, TopUp
+from tests.conftest import make_operator
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def operator_client() -> Client:
     client = Client()
-    client.force_login(User.objects.create_superuser("admin@example.com", "pw"))
+    client.force_login(make_operator("admin@example.com"))
     return client
 
 

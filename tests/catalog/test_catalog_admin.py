@@ -4,10 +4,10 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from accounts.models import User
 from catalog.credentials import resolve_credential
 from catalog.models import Offering, Provider
 from catalog.snapshot import VERSION_CACHE_KEY
+from tests.conftest import make_operator
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +16,7 @@ SECRET = "sk-live-very-secret-value-123456"
 
 @pytest.fixture
 def admin_client() -> Client:
-    user = User.objects.create_superuser(email="ops@example.com", password="pw-for-tests-1")
+    user = make_operator()
     client = Client()
     client.force_login(user)
     return client

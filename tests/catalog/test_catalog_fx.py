@@ -12,6 +12,7 @@ from catalog import fx, pricing
 from catalog.models import FxIngestRun, FxRate, Model, Offering, Provider
 from catalog.snapshot import load_snapshot
 from tests.catalog.conftest import DEFAULT_RATES, FeedServer, ecb_xml
+from tests.conftest import make_operator
 
 pytestmark = pytest.mark.django_db
 
@@ -263,11 +264,9 @@ def test_snapshot_prices_use_the_ecb_multiplier(feed: FeedServer) -> None:
 def test_the_admin_shows_the_fx_alert_banner(feed: FeedServer) -> None:
     from django.test import Client
 
-    from accounts.models import User
-
     usd_and_eur_catalogue()
     client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="x-1"))
+    client.force_login(make_operator())
     page = client.get("/admin/").content.decode()
     assert "FX_INGEST_STALE" in page and "no FX ingest has run yet" in page
     feed.serve_rates(today_rates())

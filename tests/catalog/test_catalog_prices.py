@@ -24,6 +24,7 @@ from catalog.models import (
     Provider,
 )
 from tests.catalog.conftest import FeedServer
+from tests.conftest import make_operator
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +84,7 @@ def test_a_large_price_change_waits_for_operator_approval(tmp_path: Path) -> Non
     assert sync_catalogue(write(tmp_path, prompt="2.00")).prices_pending == 1
     assert PriceChange.objects.filter(status=PriceChangeStatus.PENDING).count() == 1
 
-    admin = User.objects.create_superuser(email="ops@example.com", password="pw-1")
+    admin = make_operator()
     client = Client()
     client.force_login(admin)
     client.post(
@@ -198,7 +199,7 @@ def test_a_fee_decrease_applies_at_once(tmp_path: Path) -> None:
 def test_the_admin_refuses_a_fee_increase_with_short_notice(tmp_path: Path) -> None:
     sync_catalogue(write(tmp_path))
     client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-1"))
+    client.force_login(make_operator())
     soon = (timezone.now() + timedelta(days=5)).strftime("%Y-%m-%d")
     response = client.post(
         "/admin/catalog/platformfeechange/add/",
@@ -226,7 +227,7 @@ def test_a_price_typed_in_the_admin_is_kept_in_history(tmp_path: Path) -> None:
     sync_catalogue(write(tmp_path))
     o = offering()
     client = Client()
-    client.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-1"))
+    client.force_login(make_operator())
     response = client.post(
         f"/admin/catalog/offering/{o.pk}/change/",
         {

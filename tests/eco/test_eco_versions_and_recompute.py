@@ -10,6 +10,7 @@ from accounts.models import User
 from billing.models import Generation, GenerationStatus
 from eco.estimate import EcoEstimate, estimate_request, load_eco_context, recompute
 from eco.models import MethodologyVersion
+from tests.conftest import make_operator
 
 V04 = "v0.4-2026-01"
 ECOLOGITS = "ecologits-0.11.3"
@@ -125,7 +126,7 @@ def test_changing_the_current_version_affects_only_later_estimates(db: None) -> 
 def test_operator_makes_a_version_current_in_the_admin(db: None, client) -> None:  # noqa: ANN001
     from eco.estimate import read_eco_context_version
 
-    admin_user = User.objects.create_superuser(email="ops@example.com", password="pw")
+    admin_user = make_operator()
     client.force_login(admin_user)
     before = read_eco_context_version()
     target = MethodologyVersion.objects.get(version=ECOLOGITS)
