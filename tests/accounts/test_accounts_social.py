@@ -14,7 +14,7 @@ from django.test import Client
 from accounts.models import BillingProfile, User
 from billing.accounts import create_account
 from billing.ledger import ledger_sum
-from tests.accounts.oauth_helpers import (
+from tests.accounts.auth_helpers import (
     CLIENT_ID,
     CLIENT_SECRET,
     FakeProvider,
@@ -119,3 +119,18 @@ def test_an_email_the_provider_has_not_verified_does_not_open_an_existing_accoun
     assert taken.status_code == 200 and "_auth_user_id" not in client.session
     assert b"An account already exists with this email address" in taken.content
     assert not SocialAccount.objects.filter(user=existing).exists()
+
+
+@pytest.mark.parametrize(
+    "path, says",
+    [
+        ("/accounts/3rdparty/login/cancelled/", "Sign-in cancelled"),
+        ("/accounts/3rdparty/login/error/", "Sign-in with a provider failed"),
+    ],
+)
+def test_provider_dead_ends_are_in_the_site_shell_with_a_way_back(
+    client: Client, path: str, says: str
+) -> None:
+    html = client.get(path).content.decode()
+    assert '<header class="site">' in html and says in html
+    assert 'href="/accounts/login/"' in html

@@ -1,12 +1,6 @@
 """Two-factor authentication (allauth's TOTP): optional for customers, required before staff
 who can reach money actions may use the admin, whose sign-in is allauth's."""
 
-import base64
-import hashlib
-import hmac
-import struct
-import time
-
 import pytest
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
@@ -16,18 +10,10 @@ from django.test import Client
 
 from accounts.models import User
 from billing.accounts import create_account
+from tests.accounts.auth_helpers import totp_code
 
 PASSWORD = "correct horse battery staple 42"
 pytestmark = pytest.mark.django_db
-
-
-def totp_code(secret: str) -> str:
-    """RFC 6238 with the authenticator apps' defaults: SHA-1, 30-second steps, 6 digits."""
-    counter = int(time.time() // 30)
-    digest = hmac.new(base64.b32decode(secret), struct.pack(">Q", counter), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
-    return f"{value % 1_000_000:06d}"
 
 
 def grant(user: User, codename: str) -> None:

@@ -1,10 +1,15 @@
-"""A fake OAuth 2 / OpenID Connect provider on 127.0.0.1 that answers as GitHub and Google do:
-an authorize endpoint that redirects back with a code, token endpoints (Google's returns an
-``id_token``), and GitHub's user and emails API. allauth's GitHub and Google adapters are
-pointed at it; the sign-in flow itself is allauth's, driven with Django's test client."""
+"""Helpers for the sign-in tests: RFC 6238 codes, and a fake OAuth 2 / OpenID Connect
+provider on 127.0.0.1 that answers as GitHub and Google do: an authorize endpoint that
+redirects back with a code, token endpoints (Google's returns an ``id_token``), and GitHub's
+user and emails API. allauth's GitHub and Google adapters are pointed at it; the sign-in flow
+itself is allauth's, driven with Django's test client or a browser."""
 
+import base64
+import hashlib
+import hmac
 import itertools
 import json
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +26,15 @@ from django.test import Client
 
 CLIENT_ID = "lowrouter-test-client"
 CLIENT_SECRET = "lowrouter-test-secret"
+
+
+def totp_code(secret: str) -> str:
+    """RFC 6238 with the authenticator apps' defaults: SHA-1, 30-second steps, 6 digits."""
+    counter = int(time.time() // 30)
+    digest = hmac.new(base64.b32decode(secret), struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 1_000_000:06d}"
 
 
 @dataclass
