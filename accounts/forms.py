@@ -17,23 +17,22 @@ def country_field() -> forms.ChoiceField:
     )
 
 
-def save_country(user: User, country: str) -> None:
-    BillingProfile.objects.update_or_create(account=user, defaults={"country": country})
+class SavesCountry:
+    """Sign-up forms with a ``country`` field: the country goes on the billing profile."""
 
-
-class SignupForm(AllauthSignupForm):
-    country = country_field()
+    cleaned_data: dict
 
     def save(self, request: HttpRequest) -> User:
-        user = super().save(request)
-        save_country(user, self.cleaned_data["country"])
+        user = super().save(request)  # type: ignore[misc]
+        BillingProfile.objects.update_or_create(
+            account=user, defaults={"country": self.cleaned_data["country"]}
+        )
         return user
 
 
-class SocialSignupForm(AllauthSocialSignupForm):
+class SignupForm(SavesCountry, AllauthSignupForm):
     country = country_field()
 
-    def save(self, request: HttpRequest) -> User:
-        user = super().save(request)
-        save_country(user, self.cleaned_data["country"])
-        return user
+
+class SocialSignupForm(SavesCountry, AllauthSocialSignupForm):
+    country = country_field()
