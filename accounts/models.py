@@ -27,6 +27,11 @@ class UserManager(BaseUserManager["User"]):
         return self._create(email, password, **extra)
 
 
+# Admin actions that move money (billing's permissions; a codename that does not exist yet is
+# simply never granted).
+MONEY_PERMISSIONS = ("billing.adjust_wallet", "billing.refund_topup", "billing.issue_codes")
+
+
 class User(AbstractBaseUser, PermissionsMixin):
     """A person who signs in. The email address is the identifier; there is no username.
 
@@ -47,6 +52,12 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def can_reach_money_actions(self) -> bool:
+        """Staff who could credit, refund or issue codes in the admin (these need TOTP)."""
+        if not (self.is_active and self.is_staff):
+            return False
+        return self.is_superuser or any(self.has_perm(perm) for perm in MONEY_PERMISSIONS)
 
 
 class BillingProfile(models.Model):

@@ -7,6 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from allauth.mfa.models import Authenticator
+from allauth.mfa.utils import is_mfa_enabled
+from allauth.socialaccount.models import SocialAccount
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -166,6 +169,8 @@ def settings_page(request: AuthenticatedHttpRequest) -> HttpResponse:
         "notifications": notifications,
         "profile": profile,
         "grid_rows": _grid_rows(),
+        "two_factor": is_mfa_enabled(user, [Authenticator.Type.TOTP]),
+        "connected": SocialAccount.objects.filter(user=user).count(),
     }
     return render(request, "console/settings.html", context, status=400 if failed else 200)
 

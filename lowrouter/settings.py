@@ -46,6 +46,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.google",
+    "allauth.mfa",
     "django_countries",
     "eco",
     "catalog",
@@ -70,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.StaffTwoFactorMiddleware",
 ]
 
 ROOT_URLCONF = "lowrouter.urls"
@@ -218,6 +223,40 @@ ACCOUNT_RATE_LIMITS = {
 ACCOUNT_UNIQUE_EMAIL = True
 LOGIN_REDIRECT_URL = "/dashboard"
 ACCOUNT_LOGOUT_REDIRECT_URL = "/"
+
+
+def _oauth_app(prefix: str) -> dict[str, list[dict[str, str]]]:
+    """The provider's OAuth client from ``<PREFIX>_CLIENT_ID``/``_SECRET``; none when unset
+    (an operator can also add one as a "Social application" in the admin)."""
+    client_id = env.str(f"{prefix}_CLIENT_ID", default="")
+    secret = env.str(f"{prefix}_CLIENT_SECRET", default="")
+    if bool(client_id) != bool(secret):
+        raise ImproperlyConfigured(f"Set both {prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET.")
+    return {"APPS": [{"client_id": client_id, "secret": secret}]} if client_id else {}
+
+
+# Federated sign-in: a provider's button shows only when its client is configured.
+SOCIALACCOUNT_PROVIDERS = {
+    "github": {"SCOPE": ["read:user", "user:email"], **_oauth_app("GITHUB")},
+    "google": {"SCOPE": ["openid", "email", "profile"], **_oauth_app("GOOGLE")},
+}
+SOCIALACCOUNT_QUERY_EMAIL = True
+# One email, one account: a provider login whose email matches an account signs in to that
+# account and is connected to it. allauth only matches addresses the provider marks verified;
+# an unverified one would let anyone who registers that address at a provider take over the
+# account (and its balance), so it goes to the sign-up form instead, where the email is taken.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+# New federated accounts always see the sign-up form: the country decides the VAT.
+SOCIALACCOUNT_AUTO_SIGNUP = False
+SOCIALACCOUNT_FORMS = {"signup": "accounts.forms.SocialSignupForm"}
+# Provider tokens are not needed after sign-in; keeping them would only be a liability.
+SOCIALACCOUNT_STORE_TOKENS = False
+
+# Two-factor authentication: TOTP with recovery codes. Optional for customers, required for
+# staff who can reach money actions in the admin (accounts/middleware.py).
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "LowRouter"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="LowRouter <noreply@lowrouter.local>")

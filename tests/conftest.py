@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
@@ -270,6 +271,8 @@ def staff_client(db: None) -> StaffClientMaker:
             user.user_permissions.add(
                 Permission.objects.get(content_type__app_label=app_label, codename=codename)
             )
+        # Staff who can move money use the admin only with two-factor authentication.
+        TOTP.activate(user, generate_totp_secret())
         client = Client()
         client.force_login(user)
         return user, client

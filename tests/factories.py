@@ -23,6 +23,7 @@ from typing import Any
 
 import factory
 from allauth.account.models import EmailAddress
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.test import Client
 from django.utils import timezone
 from factory.django import DjangoModelFactory
@@ -191,7 +192,11 @@ def make_operator() -> User:
 
 
 def make_admin() -> User:
-    return UserFactory(email="ops@example.com", superuser=True)
+    """A superuser, with an authenticator app: staff who can move money use the admin only
+    with two-factor authentication (accounts/middleware.py)."""
+    user = UserFactory(email="ops@example.com", superuser=True)
+    TOTP.activate(user, generate_totp_secret())
+    return user
 
 
 def signed_in(user: User) -> Client:

@@ -20,9 +20,9 @@ DEMO_CREDITS = Decimal("500")
 
 class Command(BaseCommand):
     help = (
-        "Idempotently prepare the local demo: an operator login, a funded demo account and a "
-        "fresh API key. Tokens are never stored in clear, so each run rotates the demo key and "
-        "prints the new one."
+        "Idempotently prepare the local demo: an operator login, a funded demo account with a "
+        "web password and a fresh API key. Passwords and tokens are never stored in clear, so "
+        "each run rotates them and prints the new ones."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -54,6 +54,10 @@ class Command(BaseCommand):
             verified=True,
             reason="demo account credit",
         )
+        # A web password too, so a newcomer can open the console and see the demo's usage.
+        web_password = secrets.token_urlsafe(12)
+        demo.set_password(web_password)
+        demo.save(update_fields=["password"])
         for old in ApiKey.objects.filter(account=demo, name=DEMO_KEY_NAME, revoked_at=None):
             revoke_key(old)
         _, token = create_key(account=demo, name=DEMO_KEY_NAME)
@@ -66,9 +70,12 @@ LowRouter demo is ready (database: {settings.DATABASES["default"]["ENGINE"].rspl
 
   Operator console : {base}/admin/
                      {ADMIN_EMAIL} / {admin_password}
-  Demo account     : {DEMO_EMAIL}, {balance:.2f} credits
+                     (first asks you to set up an authenticator app: staff who can
+                     move money use the admin with two-factor authentication)
+  Demo account     : {base}/accounts/login/
+                     {DEMO_EMAIL} / {web_password}, {balance:.2f} credits
   Demo API key     : {token}
-                     (shown once; `make run` rotates it on every start)
+                     (both shown once; `make run` rotates them on every start)
 
 Try it (the `demo` provider is a local echo server, not a language model):
 
