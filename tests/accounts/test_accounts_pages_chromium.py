@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
-from billing.accounts import create_account
 
+from billing.onboarding import create_account
 from tests.accounts.auth_helpers import (
     FakeProvider,
     Identity,

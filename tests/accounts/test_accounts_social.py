@@ -8,12 +8,12 @@ from decimal import Decimal
 import pytest
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount, SocialApp
-from billing.accounts import create_account
 from django.contrib.sites.models import Site
 from django.test import Client
 
 from accounts.models import BillingProfile, User
 from billing.ledger import ledger_sum
+from billing.onboarding import create_account
 from tests.accounts.auth_helpers import (
     CLIENT_ID,
     CLIENT_SECRET,

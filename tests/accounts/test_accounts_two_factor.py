@@ -4,12 +4,12 @@ who can reach money actions may use the admin, whose sign-in is allauth's."""
 import pytest
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
-from billing.accounts import create_account
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 
 from accounts.models import User
+from billing.onboarding import create_account
 from tests.accounts.auth_helpers import totp_code
 
 PASSWORD = "correct horse battery staple 42"
