@@ -64,6 +64,17 @@ def default_money_core() -> MoneyCore:
     return MoneyCore.STATEMENTS
 
 
+class Refusal(StrEnum):
+    """Why a reservation held nothing: the values ``lowrouter_reserve`` answers with (and the
+    statement version raises)."""
+
+    BALANCE = "balance"  # the balance, less other holds, cannot cover the worst case
+    DAY = "day"  # the key's daily credit limit
+    MONTH = "month"  # the key's monthly credit limit
+    KEY = "key"  # PostgreSQL: the key is no longer usable (revoked, disabled, expired)
+    STALE = "stale"  # PostgreSQL: the key changed since the request read it
+
+
 class KeyChanged(Exception):
     """PostgreSQL only: the key the request was routed with is no longer usable (``key``) or
     no longer as it was read (``stale``); nothing was held (``billing/sql/lowrouter_reserve.sql``).
@@ -176,8 +187,8 @@ def _limit_micros(limit: Decimal | None) -> int:
 def _spend_refused(
     refused: str, remaining: int, *, key_name: str, limits: tuple[int, int], now: datetime
 ) -> SpendRefused:
-    """The error for a hold that did not fit: ``refused`` is "balance", "day" or "month"."""
-    if refused == "balance":
+    """The error for a hold that did not fit the balance or one of the key's limits."""
+    if refused == Refusal.BALANCE:
         return SpendRefused(
             status=402,
             code="insufficient_credits",
@@ -185,7 +196,7 @@ def _spend_refused(
             remaining_micros=remaining,
             message=f"Insufficient credits: {format_credits(remaining)} credits available",
         )
-    label, limit = ("daily", limits[0]) if refused == "day" else ("monthly", limits[1])
+    label, limit = ("daily", limits[0]) if refused == Refusal.DAY else ("monthly", limits[1])
     error = SpendRefused(
         status=429,
         code=f"key_{label}_limit_exceeded",
@@ -197,7 +208,7 @@ def _spend_refused(
         ),
     )
     error.retry_after = seconds_until_reset(
-        SpendPeriod.DAY if refused == "day" else SpendPeriod.MONTH, now
+        SpendPeriod.DAY if refused == Refusal.DAY else SpendPeriod.MONTH, now
     )
     return error
 
@@ -237,7 +248,7 @@ class _Reservation:
     def ticket(
         self, refused: str | None, hold_id: int | None, balance: int | None, remaining: int
     ) -> HoldTicket:
-        if refused in ("key", "stale"):
+        if refused in (Refusal.KEY, Refusal.STALE):
             raise KeyChanged(refused)
         if refused:
             raise _spend_refused(
@@ -369,7 +380,7 @@ def reserve_by_statements(r: _Reservation) -> tuple[str | None, int | None, int 
                 w = Wallet.objects.filter(account_id=account_id).values(
                     "balance_micros", "reserved_micros"
                 ).first() or {"balance_micros": 0, "reserved_micros": 0}
-                raise _Refused("balance", max(0, w["balance_micros"] - w["reserved_micros"]))
+                raise _Refused(Refusal.BALANCE, max(0, w["balance_micros"] - w["reserved_micros"]))
             _ensure_spend_rows(key_id, day, month)
             periods = Q(period=SpendPeriod.DAY, period_start=day) | Q(
                 period=SpendPeriod.MONTH, period_start=month
@@ -388,7 +399,7 @@ def reserve_by_statements(r: _Reservation) -> tuple[str | None, int | None, int 
             }
             for period, limit in zip((SpendPeriod.DAY, SpendPeriod.MONTH), limits, strict=True):
                 if used[period] + amount > limit:
-                    raise _Refused(period.value, max(0, limit - used[period]))
+                    raise _Refused(Refusal(period.value), max(0, limit - used[period]))
             spend.update(reserved_micros=F("reserved_micros") + amount)
             hold_id = insert_row(
                 Hold,
