@@ -13,7 +13,6 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 from django.utils import timezone
 
-from accounts.models import User
 from routing.health import amark_failure
 from site_pages.models import ChangelogEntry, ChangelogKind, Incident, IncidentSeverity
 
@@ -157,10 +156,8 @@ def test_changelog_lists_entries_newest_first_with_eco_methodology_changes() -> 
     assert "v0.4-2026-01" in html  # the shipped methodology versions, with their dates
 
 
-def test_operators_post_incidents_and_changelog_entries_in_the_admin() -> None:
-    operator = User.objects.create_superuser("op@example.com", password="x" * 16)
-    client = Client()
-    client.force_login(operator)
+def test_operators_post_incidents_and_changelog_entries_in_the_admin(admin_client: Client) -> None:
+    client = admin_client
     for model in ("incident", "changelogentry"):
         assert client.get(f"/admin/site_pages/{model}/add/").status_code == 200
     response = client.post(
