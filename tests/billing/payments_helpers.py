@@ -16,11 +16,12 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 from django.test import Client
 
 from accounts.models import User
 from billing.checkout import start_checkout
-from billing.models import TopUp
+from billing.models import TopUp, TopUpStatus
 
 WEBHOOK_SECRET = "whsec_test_secret"
 
@@ -256,3 +257,22 @@ def make_vies_handler(fake: FakeVies) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(raw)
 
     return Handler
+
+
+def report_checkout_paid(site: str, account: User, *, event_id: str) -> None:
+    """Stripe reports, by its signed webhook sent over HTTP to a live server, that the
+    account's pending top-up was paid."""
+    topup = TopUp.objects.get(account=account, status=TopUpStatus.PENDING)
+    event = session_event(
+        event_id=event_id,
+        type="checkout.session.completed",
+        session_id=str(topup.stripe_session_id),
+        topup_id=topup.pk,
+    )
+    payload = json.dumps(event).encode()
+    answer = httpx.post(
+        site + "/billing/stripe/webhook",
+        content=payload,
+        headers={"Stripe-Signature": sign_payload(payload), "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text

@@ -21,13 +21,9 @@ import httpx
 import openai
 import pytest
 
-from billing.models import Generation, TopUp
+from billing.models import Generation
 from catalog.snapshot import mark_catalog_changed
-from tests.billing.payments_helpers import (
-    FakeStripe,
-    session_event,
-    sign_payload,
-)
+from tests.billing.payments_helpers import FakeStripe, report_checkout_paid
 from tests.catalog.pages_chromium import CHROMIUM, DESKTOP, PHONE, Page, with_page
 from tests.conftest import add_model, add_offering
 from tests.factories import make_funded
@@ -159,20 +155,7 @@ def test_a_customer_follows_their_usage_and_tops_up(
     assert seen["checkout_status"] == "opaqueredirect"
 
     # Stripe reports the payment: the webhook credits the balance and the history shows it.
-    topup = TopUp.objects.get(account=customer.user)
-    event = session_event(
-        event_id="evt_journey",
-        type="checkout.session.completed",
-        session_id=topup.stripe_session_id,
-        topup_id=topup.pk,
-    )
-    payload = json.dumps(event).encode()
-    answer = httpx.post(
-        site + "/billing/stripe/webhook",
-        content=payload,
-        headers={"Stripe-Signature": sign_payload(payload), "Content-Type": "application/json"},
-    )
-    assert answer.status_code == 200
+    report_checkout_paid(site, customer.user, event_id="evt_journey")
 
     async def after_top_up(page: Page) -> dict[str, Any]:
         seen: dict[str, Any] = {}

@@ -18,17 +18,16 @@ import re
 import zipfile
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from allauth.account.models import EmailAddress
 from django.core import mail
 
 from accounts.models import BillingProfile, User
-from billing.models import Generation, Invoice, TopUp, VatTreatment
+from billing.models import Generation, Invoice, VatTreatment
 from catalog.snapshot import mark_catalog_changed
 from keys.models import ApiKey
-from tests.billing.payments_helpers import FakeStripe, FakeVies, session_event, sign_payload
+from tests.billing.payments_helpers import FakeStripe, FakeVies, report_checkout_paid
 from tests.catalog.pages_chromium import CHROMIUM, DESKTOP, Page, with_page
 from tests.conftest import add_model, add_offering
 from tests.console.test_console_journey import shoot
@@ -88,24 +87,6 @@ def refusal(api: str, token: str, model: str = "demo/echo-small") -> tuple[int, 
     with pytest.raises(openai.APIStatusError) as caught:
         chat(api, token, model)
     return caught.value.status_code, caught.value.code
-
-
-def pay_top_up(site: str, account: User) -> None:
-    """Stripe reports the payment of the pending top-up by its signed webhook."""
-    topup = TopUp.objects.get(account=account)
-    event = session_event(
-        event_id="evt_self_service",
-        type="checkout.session.completed",
-        session_id=topup.stripe_session_id,
-        topup_id=topup.pk,
-    )
-    payload = json.dumps(event).encode()
-    answer = httpx.post(
-        site + "/billing/stripe/webhook",
-        content=payload,
-        headers={"Stripe-Signature": sign_payload(payload), "Content-Type": "application/json"},
-    )
-    assert answer.status_code == 200
 
 
 def test_a_customer_signs_up_pays_uses_a_key_and_deletes_the_account(
@@ -199,7 +180,7 @@ def test_a_customer_signs_up_pays_uses_a_key_and_deletes_the_account(
     assert fake_vies.calls and set(fake_vies.calls) == {VAT_NUMBER}
     assert "Total to pay" in seen["quote"] and "VAT 0" in seen["quote"]
     assert seen["checkout"]["type"] == "opaqueredirect"
-    pay_top_up(site, user)
+    report_checkout_paid(site, user, event_id="evt_self_service")
     # The billing details just saved are the buyer block of the invoice of this top-up.
     invoice = Invoice.objects.get(account=user)
     assert invoice.buyer["legal_name"] == "Hopper GmbH"
