@@ -121,6 +121,15 @@ def gateway(django_db_setup, django_db_blocker) -> Iterator[LiveGateway]:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _a_clean_cache() -> None:
+    """Redis outlives a run: rate-limit counters (sign-up, resend) and cached copies left by an
+    earlier run on the same database number must not decide this one's answers."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _celery_runs_tasks_inline() -> None:
     """With REDIS_URL set, tasks would go to a broker no worker reads in tests: run them inline."""
     from lowrouter.celery import app
