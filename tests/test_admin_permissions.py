@@ -48,7 +48,11 @@ class Endpoint:
 def _is_ours(module: str) -> bool:
     """Defined in this repository, not in Django or a third-party package."""
     app = apps.get_containing_app_config(module)
-    return app is not None and Path(app.path).resolve().is_relative_to(settings.BASE_DIR)
+    if app is None:
+        return False
+    path = Path(app.path).resolve()
+    # A virtualenv inside the checkout (as `make` creates it) holds third-party code too.
+    return path.is_relative_to(settings.BASE_DIR) and "site-packages" not in path.parts
 
 
 def _custom_urls(model_admin: admin.ModelAdmin) -> list[URLPattern]:
