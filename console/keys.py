@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypedDict
 
-from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.db.models import Max
@@ -21,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.http import AuthenticatedHttpRequest
-from accounts.models import User
+from billing.checkout import is_verified
 from billing.models import DailyUsage, KeySpend, SpendPeriod
 from billing.money import micros_to_credits
 from billing.spending import period_starts
@@ -43,10 +42,6 @@ class KeyPolicy(TypedDict):
     expires_at: datetime | None
     prefer_low_carbon: bool
     enabled: bool
-
-
-def is_verified(user: User) -> bool:
-    return EmailAddress.objects.filter(user=user, verified=True).exists()
 
 
 class KeyPolicyForm(forms.Form):
